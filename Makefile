@@ -1,0 +1,25 @@
+# The two commands of the README. Both create .venv and install the project on first use.
+PYTHON ?= python3
+PROFILE ?= cpu
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: book test render bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch==2.13.0 (the `cpu` extra) takes the local CPU wheel, never a multi-GB CUDA build
+	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	touch $(STAMP)
+
+book: $(STAMP)  ## execute every notebook on $(PROFILE), then render reports/book/$(PROFILE)/
+	$(PY) -m mlsearch_lib.book run --profile $(PROFILE)
+	$(PY) -m mlsearch_lib.book render --profile $(PROFILE)
+
+test: $(STAMP)  ## the whole test suite (tiny profile, temporary output dirs)
+	$(PY) -m pytest -q
+
+render: $(STAMP)
+	$(PY) -m mlsearch_lib.book render --profile $(PROFILE)

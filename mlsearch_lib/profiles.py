@@ -1,0 +1,150 @@
+"""Run profiles: one validated YAML file chooses the scale of a whole book run.
+
+A profile is the only thing that differs between the ``tiny`` (tests), ``cpu`` (a 2-core
+laptop) and ``gpu`` (paper scale) runs. Unknown keys are rejected with the file and the key
+path, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .paths import PROJECT_ROOT
+
+PROFILES_DIR = PROJECT_ROOT / "profiles"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Which files a run reads (relative to the data dir) and how much of them."""
+
+    qc_file: str = "QC/train_QC.txt"
+    qi_file: str = "QI/train_QI_homedepot.txt"
+    qi_standin: bool = True  # label every QI result "stand-in, English"
+    max_rows: int | None = None  # per task, a stratified sample; None = all rows
+
+
+class PromptConfig(_Strict):
+    """Prompt components (the seed's LT / HCT / SIT / DG / ICL / CoT, plus query translation)."""
+
+    lt: bool = True
+    hct: bool = True
+    sit: bool = False
+    dg: bool = False
+    qt: bool = False
+    icl: bool = True
+    cot: bool = True
+    template: str = "alpaca"  # a file in mlsearch_lib/templates/
+
+
+class EncoderConfig(_Strict):
+    """Cross-encoder backbone (query and category/title as a text pair)."""
+
+    model: str = "intfloat/multilingual-e5-small"
+    max_length: int = 64
+    batch_size: int = 32
+    epochs: float = 1.0
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    freeze_embeddings: bool = True
+    lora: bool = False
+    max_train_rows: int | None = None
+
+
+class LLMConfig(_Strict):
+    """Causal-LM backbone with LoRA; p(yes) from the yes/no logits in one forward pass."""
+
+    model: str = "google/gemma-3-270m"
+    lora_r: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    lr: float = 1e-4
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    epochs: float = 2.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    cutoff_len: int = 1024
+    load_in_4bit: bool = False
+    bf16: bool = False
+    max_train_rows: int | None = None
+    score_batch_size: int = 16
+
+
+class ValidationConfig(_Strict):
+    """Query-grouped K folds; ``train_languages`` reproduces the official unseen-language setting."""
+
+    folds: int = 5
+    train_languages: list[str] | None = None
+    threshold_shrinkage: float = 200.0  # rows at which a language's own threshold gets half weight
+
+
+class Profile(_Strict):
+    name: str
+    seed: int = 13
+    backbone: Literal["encoder", "llm", "tfidf"] = "encoder"
+    tasks: list[Literal["QC", "QI"]] = Field(default_factory=lambda: ["QC", "QI"])
+    data: DataConfig = Field(default_factory=DataConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+
+class ProfileError(ValueError):
+    """A profile file is missing, unreadable or invalid; the message names file and key."""
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """``cpu`` → ``profiles/cpu.yaml``; an existing path is taken as is."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        return path
+    return PROFILES_DIR / f"{name_or_path}.yaml"
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Profile:
+    """Read, merge ``overrides`` (nested dicts) into, and validate a profile."""
+    path = profile_path(name_or_path)
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ProfileError(f"{path}: no such profile (known: {', '.join(known)})")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: a profile is a mapping of keys, got {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    try:
+        return Profile.model_validate(_merge(raw, overrides or {}))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key '{where}'")
+            else:
+                problems.append(f"'{where}': {err['msg']} (got {err.get('input')!r})")
+        raise ProfileError(f"{path}: " + "; ".join(problems)) from None

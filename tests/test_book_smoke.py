@@ -1,0 +1,66 @@
+"""The whole book, end to end, on the tiny profile and a few hundred synthetic rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from mlsearch_lib import book
+
+
+def _book(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlsearch_lib.book", *args], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=1500)
+
+
+def test_select_only_and_from():
+    nbs = book.notebooks()
+    assert [p.name[:2] for p in book.select(nbs, only="0,4")] == ["00", "04"]
+    assert [p.name[:2] for p in book.select(nbs, start="05")] == ["05", "06"]
+    with pytest.raises(SystemExit, match="99"):
+        book.select(nbs, only="99")
+
+
+def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
+    done = _book("run", "--profile", "tiny")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out, build = isolated_outputs / "out", isolated_outputs / "build" / "tiny"
+    figures = sorted(p.name for p in (out / "figures").glob("00_*.png"))
+    assert {"00_label_ratio.png", "00_query_length.png", "00_category_depth.png"} <= set(figures)
+    assert all((out / "figures" / f).stat().st_size > 5000 for f in figures)
+    rows = pd.read_csv(out / "reports" / "tables" / "00_rows_per_language.csv", index_col=0)
+    assert rows.loc["total", "QC train"] == 300 and rows.loc["total", "QI train"] == 200
+    meta = json.loads((build / "run.json").read_text())
+    assert set(meta["notebooks"]) == {p.stem for p in book.notebooks()}
+    assert all(v["status"] == "ok" for v in meta["notebooks"].values())
+    assert len(meta["data_fingerprint"]["QC/train_QC.txt"]) == 64 and meta["code_version"]
+    metrics = json.loads((build / "metrics.json").read_text())
+    assert metrics["00_eda"]["rows_QC_train"] == 300
+    done = _book("render", "--profile", "tiny")
+    assert done.returncode == 0, done.stderr[-3000:]
+    index = out / "reports" / "book" / "tiny" / "index.html"
+    assert "00_eda.html" in index.read_text() and (index.parent / "00_eda.html").stat().st_size > 10000
+
+
+def test_failing_notebook_is_named_with_its_cell(isolated_outputs, synthetic_data):
+    (synthetic_data.parent / "broken").mkdir(exist_ok=True)
+    bad = synthetic_data.parent / "broken"
+    (bad / "QC").mkdir(exist_ok=True)
+    (bad / "QC" / "train_QC.txt").write_text('{"id": 1, "language": "en"}\n', encoding="utf-8")
+    os.environ["MLSEARCH_DATA_DIR"] = str(bad)  # monkeypatched by the fixture, restored after
+    done = _book("run", "--profile", "tiny", "--only", "00")
+    assert done.returncode == 1
+    assert "notebook 00_eda.ipynb failed at cell" in done.stderr and "DataFormatError" in done.stderr
+    assert "train_QC.txt:1: field 'origin_query'" in done.stderr
+
+
+def test_no_data_stops_at_once(isolated_outputs, tmp_path):
+    os.environ["MLSEARCH_DATA_DIR"] = str(tmp_path / "nowhere")
+    done = _book("run", "--profile", "tiny")
+    assert done.returncode == 2 and "data/raw/QC/" in done.stderr
+    assert not (isolated_outputs / "build" / "tiny" / "notebooks").exists()

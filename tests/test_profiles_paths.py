@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from mlsearch_lib import paths
+from mlsearch_lib.profiles import PROFILES_DIR, ProfileError, load_profile
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+def test_every_shipped_profile_validates(name):
+    assert load_profile(name).name == name
+
+
+def test_gpu_profile_matches_the_seed_setup():
+    gpu = load_profile("gpu")
+    assert gpu.llm.model == "Qwen/Qwen2.5-14B-Instruct"
+    assert (gpu.llm.lora_r, gpu.llm.lora_alpha, gpu.llm.lr, gpu.llm.scheduler) == (16, 16, 1e-4, "cosine")
+    assert gpu.llm.epochs == 2 and gpu.llm.cutoff_len == 1024
+    assert gpu.llm.batch_size * gpu.llm.grad_accum == 8
+
+
+def test_unknown_key_is_rejected_with_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nencoder:\n  learning_rate: 0.1\n", encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"bad.yaml: unknown key 'encoder.learning_rate'"):
+        load_profile(bad)
+
+
+def test_wrong_type_and_missing_profile(tmp_path):
+    with pytest.raises(ProfileError, match=r"'seed'"):
+        load_profile("tiny", {"seed": "abc"})
+    with pytest.raises(ProfileError, match=r"no such profile \(known: .*cpu"):
+        load_profile("nope")
+
+
+def test_overrides_merge_nested():
+    prof = load_profile("tiny", {"encoder": {"epochs": 3}})
+    assert prof.encoder.epochs == 3 and prof.encoder.max_length == load_profile("tiny").encoder.max_length
+
+
+def test_data_dir_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSEARCH_DATA_DIR", str(tmp_path))
+    assert paths.data_dir() == tmp_path.resolve()
+    monkeypatch.setenv("MLSEARCH_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.raises(paths.DataNotFound, match="MLSEARCH_DATA_DIR"):
+        paths.data_dir()
+
+
+def test_no_data_anywhere_says_where_to_put_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLSEARCH_DATA_DIR", raising=False)
+    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path / "proj")
+    with pytest.raises(paths.DataNotFound, match="data/raw/QC/"):
+        paths.data_dir()
+
+
+def test_output_and_build_roots_follow_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSEARCH_OUTPUT_ROOT", str(tmp_path / "o"))
+    monkeypatch.setenv("MLSEARCH_BUILD_DIR", str(tmp_path / "b"))
+    assert paths.figures_dir() == (tmp_path / "o" / "figures").resolve()
+    assert paths.tables_dir() == (tmp_path / "o" / "reports" / "tables").resolve()
+    assert paths.build_dir() == (tmp_path / "b").resolve()

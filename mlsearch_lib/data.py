@@ -207,7 +207,7 @@ def load_training(task: Task, data_config: Any, seed: int) -> pd.DataFrame:
     df = read_task_file(data_file(relative), task=task)
     if not df.attrs["labelled"]:
         raise DataFormatError(df.attrs["path"], 1, "label", "a training file must be labelled")
-    return stratified_sample(df, data_config.max_rows, seed).reset_index(drop=True)
+    return stratified_sample(df, data_config.max_rows.get(task), seed).reset_index(drop=True)
 
 
 def task_title(task: Task, data_config: Any) -> str:

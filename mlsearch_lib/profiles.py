@@ -28,7 +28,8 @@ class DataConfig(_Strict):
     qc_file: str = "QC/train_QC.txt"
     qi_file: str = "QI/train_QI_homedepot.txt"
     qi_standin: bool = True  # label every QI result "stand-in, English"
-    max_rows: int | None = None  # per task, a stratified sample; None = all rows
+    # per task, a stratified sample of the training file; None = all rows
+    max_rows: dict[Literal["QC", "QI"], int | None] = Field(default_factory=lambda: {"QC": None, "QI": None})
 
 
 class PromptConfig(_Strict):
@@ -88,12 +89,15 @@ class ValidationConfig(_Strict):
     folds: int = 5
     train_languages: list[str] | None = None
     threshold_shrinkage: float = 200.0  # rows at which a language's own threshold gets half weight
+    # models also run in the official setting (train en es fr ja ko pt, evaluate on all)
+    official_models: list[Literal["tfidf", "encoder", "llm"]] = Field(default_factory=lambda: ["tfidf"])
 
 
 class Profile(_Strict):
     name: str
     seed: int = 13
-    backbone: Literal["encoder", "llm", "tfidf"] = "encoder"
+    backbone: Literal["encoder", "llm", "tfidf"] = "encoder"  # the main model: notebook 05 predicts with it
+    compare: list[Literal["encoder", "llm", "tfidf"]] = Field(default_factory=list)  # also trained in 04
     tasks: list[Literal["QC", "QI"]] = Field(default_factory=lambda: ["QC", "QI"])
     data: DataConfig = Field(default_factory=DataConfig)
     prompt: PromptConfig = Field(default_factory=PromptConfig)

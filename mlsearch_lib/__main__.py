@@ -1,0 +1,120 @@
+"""Prediction and evaluation outside the notebooks.
+
+    python -m mlsearch_lib predict --task QC --model DIR --input FILE --output FILE [--threshold T]
+    python -m mlsearch_lib evaluate --pred FILE --gold FILE
+
+``predict`` writes JSON lines ``{"id", "prediction", "p_yes"}``: one line per input id, in
+input order. It writes to ``FILE.partial`` and renames when complete, and refuses to replace
+an existing output (or a leftover ``.partial``) unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import DataFormatError, read_task_file
+from .metrics import by_language
+
+
+def predict_file(task: str, model_dir: Path, input_path: Path, output_path: Path,
+                 threshold: float | None = None, overwrite: bool = False) -> pd.DataFrame:
+    from .relevance import RelevanceModel
+    from .thresholds import Thresholds
+
+    partial = output_path.with_name(output_path.name + ".partial")
+    for path in (output_path, partial):
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    df = read_task_file(input_path, task=task)  # validates before any model is loaded
+    model = RelevanceModel.load(model_dir)
+    if model.task != task:
+        raise ValueError(f"{model_dir} is a {model.task} model, not {task}")
+    p = model.predict_proba(df)
+    thr_file = Path(model_dir) / "thresholds.json"
+    if threshold is not None:
+        thr = np.full(len(df), threshold)
+    elif thr_file.is_file():
+        thr = Thresholds.from_dict(json.loads(thr_file.read_text())).for_rows(df["language"].to_numpy())
+    else:
+        thr = np.full(len(df), 0.5)
+    out = pd.DataFrame({"id": df["id"], "prediction": (p >= thr).astype(int), "p_yes": p})
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with partial.open("w", encoding="utf-8") as fh:
+        for rec in out.to_dict("records"):
+            fh.write(json.dumps({"id": rec["id"], "prediction": int(rec["prediction"]), "p_yes": round(float(rec["p_yes"]), 6)}) + "\n")
+    partial.replace(output_path)
+    return out
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(path, lineno, None, f"malformed JSON ({exc.msg})") from None
+            for field in ("id", "prediction"):
+                if field not in rec:
+                    raise DataFormatError(path, lineno, field, "missing")
+            rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def evaluate_files(pred_path: Path, gold_path: Path) -> pd.DataFrame:
+    """F1 (of the written predictions), ROC-AUC and PR-AUC (of p_yes) overall and per language."""
+    gold = read_task_file(gold_path)
+    if not gold.attrs["labelled"]:
+        raise DataFormatError(gold_path, 1, "label", "the gold file has no labels")
+    pred = read_predictions(pred_path)
+    pred["id"] = pred["id"].astype(gold["id"].dtype)
+    if pred["id"].duplicated().any():
+        raise ValueError(f"{pred_path}: duplicate ids, e.g. {pred.loc[pred['id'].duplicated(), 'id'].iloc[0]!r}")
+    merged = gold.merge(pred, on="id", how="left", validate="one_to_one")
+    missing = merged["prediction"].isna()
+    if missing.any():
+        raise ValueError(f"{pred_path}: {int(missing.sum())} gold ids have no prediction, e.g. {merged.loc[missing, 'id'].iloc[0]!r}")
+    score = merged["p_yes"].to_numpy(float) if "p_yes" in merged else merged["prediction"].to_numpy(float)
+    # F1 of the submitted 0/1 predictions: threshold 0.5 on the predictions themselves
+    table = by_language(merged["language"], merged["label"].to_numpy(), score, 0.5)
+    f1 = by_language(merged["language"], merged["label"].to_numpy(), merged["prediction"].to_numpy(float), 0.5)["f1"]
+    table["f1"] = f1
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlsearch_lib", description="predict with a saved model, or evaluate predictions")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict")
+    p.add_argument("--task", choices=["QC", "QI"], required=True)
+    p.add_argument("--model", type=Path, required=True, help="a directory saved by RelevanceModel.save")
+    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--threshold", type=float, help="default: the model's tuned thresholds.json, else 0.5")
+    p.add_argument("--overwrite", action="store_true")
+    e = sub.add_parser("evaluate")
+    e.add_argument("--pred", type=Path, required=True)
+    e.add_argument("--gold", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "predict":
+            out = predict_file(args.task, args.model, args.input, args.output, args.threshold, args.overwrite)
+            print(f"wrote {len(out)} predictions to {args.output}")
+        else:
+            print(evaluate_files(args.pred, args.gold).to_markdown(floatfmt=".4f"))
+    except (DataFormatError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

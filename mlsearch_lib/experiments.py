@@ -1,0 +1,211 @@
+"""The experiments notebooks 04 and 05 narrate: out-of-fold runs, result tables, unseen languages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import Task, load_training
+from .folds import OFFICIAL_TRAIN_LANGUAGES, grouped_folds, trainable
+from .metrics import by_language, scores
+from .paths import build_dir, ensure
+from .profiles import Profile
+from .relevance import LABELS, RelevanceModel, cross_validate
+from .thresholds import Thresholds, best_f1_threshold
+
+
+def run_dir(profile: Profile) -> Path:
+    return ensure(build_dir() / profile.name)
+
+
+def model_kinds(profile: Profile) -> list[str]:
+    """Reference rows first, then the profile's main backbone and the ones it compares."""
+    kinds = ["all_yes", "tfidf", profile.backbone, *profile.compare]
+    return list(dict.fromkeys(kinds))
+
+
+def prepare(task: Task, profile: Profile) -> tuple[pd.DataFrame, np.ndarray]:
+    """The task's training rows (sampled per profile) and their query-grouped folds."""
+    df = load_training(task, profile.data, profile.seed)
+    return df, grouped_folds(df, profile.validation.folds, profile.seed)
+
+
+def oof_path(profile: Profile, task: str, kind: str, setting: str = "all") -> Path:
+    return ensure(run_dir(profile) / "oof") / f"{task}_{kind}_{setting}.csv"
+
+
+def out_of_fold(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, kinds: list[str],
+                setting: str = "all", weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Out-of-fold p(yes) per model kind, saved as ``build/<profile>/oof/<task>_<kind>_<setting>.csv``.
+
+    ``setting="official"`` trains on ``validation.train_languages`` (default: the official
+    en es fr ja ko pt) only and still predicts every row.
+    """
+    langs = profile.validation.train_languages
+    if setting == "official":
+        langs = langs or OFFICIAL_TRAIN_LANGUAGES
+    mask = trainable(df, langs if setting == "official" else profile.validation.train_languages)
+    out = {}
+    for kind in kinds:
+        p, logs = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", mask, weights, log=lambda s: None)
+        path = oof_path(profile, task, kind, setting)
+        df[["id", "language", "label"]].assign(fold=folds, p_yes=p).to_csv(path, index=False)
+        path.with_suffix(".logs.json").write_text(json.dumps(logs, default=float), encoding="utf-8")
+        out[kind] = p
+    return out
+
+
+def training_logs(task: str, profile: Profile, kind: str, setting: str = "all") -> list:
+    """Per fold, the backbone's training log (``[{step, loss, ...}]``; empty for reference models)."""
+    path = oof_path(profile, task, kind, setting).with_suffix(".logs.json")
+    logs = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    return [log if isinstance(log, list) else log.get("history", []) for log in logs]
+
+
+def leave_one_language_out(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray,
+                           oof: np.ndarray, kind: str = "tfidf") -> pd.DataFrame:
+    """Per language: trained on every other language vs out-of-fold with all languages."""
+    y, lang = df["label"].to_numpy(), df["language"].to_numpy()
+    rows = {}
+    for target in sorted(set(lang)):
+        m = lang == target
+        model = RelevanceModel(kind, task, profile)
+        model.fit(df[~m].reset_index(drop=True))
+        held_out = scores(y[m], model.predict_proba(df[m].reset_index(drop=True)))
+        seen = scores(y[m], oof[m])
+        rows[target] = {"rows": int(m.sum()), "roc_auc (seen, out-of-fold)": seen["roc_auc"],
+                        "roc_auc (language held out)": held_out["roc_auc"],
+                        "cost": seen["roc_auc"] - held_out["roc_auc"],
+                        "pr_auc (seen)": seen["pr_auc"], "pr_auc (held out)": held_out["pr_auc"]}
+    return pd.DataFrame(rows).T.rename_axis("language")
+
+
+def load_oof(profile: Profile, task: str, kind: str, setting: str = "all") -> pd.DataFrame:
+    return pd.read_csv(oof_path(profile, task, kind, setting))
+
+
+def results_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per model: F1 at 0.5, F1 at the threshold tuned on the other folds' predictions, ROC-AUC, PR-AUC
+    (overall), and ROC-AUC mean ± std over folds."""
+    y = df["label"].to_numpy()
+    rows = {}
+    for kind, p in oofs.items():
+        s = scores(y, p)
+        tuned = np.empty(len(y))
+        for i in np.unique(folds):  # honest: each fold's threshold comes from the others
+            thr, _ = best_f1_threshold(y[folds != i], p[folds != i])
+            tuned[folds == i] = thr
+        fold_auc = [scores(y[folds == i], p[folds == i])["roc_auc"] for i in np.unique(folds)]
+        rows[LABELS[kind]] = {
+            "f1@0.5": s["f1"], "f1@tuned": scores(y, p, tuned)["f1"], "roc_auc": s["roc_auc"], "pr_auc": s["pr_auc"],
+            "roc_auc_fold_mean": float(np.nanmean(fold_auc)), "roc_auc_fold_std": float(np.nanstd(fold_auc)),
+        }
+    return pd.DataFrame(rows).T.rename_axis("model")
+
+
+def per_language_table(df: pd.DataFrame, oofs: dict[str, np.ndarray], threshold_of: dict[str, float]) -> pd.DataFrame:
+    """F1 (at each model's global tuned threshold), ROC-AUC and PR-AUC per language and model."""
+    parts = {}
+    for kind, p in oofs.items():
+        t = by_language(df["language"], df["label"].to_numpy(), p, threshold_of.get(kind, 0.5))
+        parts[LABELS[kind]] = t[["rows", "f1", "roc_auc", "pr_auc"]]
+    return pd.concat(parts, axis=1)
+
+
+def unseen_language_table(df: pd.DataFrame, oofs_all: dict[str, np.ndarray], oofs_official: dict[str, np.ndarray],
+                          train_languages: list[str] | None = None) -> pd.DataFrame:
+    """ROC-AUC and PR-AUC on seen vs unseen languages, trained on all languages vs on the official ones."""
+    seen = df["language"].isin(train_languages or OFFICIAL_TRAIN_LANGUAGES).to_numpy()
+    y = df["label"].to_numpy()
+    rows = []
+    for kind in oofs_official:
+        for setting, oofs in (("all languages", oofs_all), ("official (en es fr ja ko pt)", oofs_official)):
+            for group, m in (("seen", seen), ("unseen", ~seen)):
+                if m.any():
+                    s = scores(y[m], oofs[kind][m])
+                    rows.append({"model": LABELS[kind], "trained on": setting, "evaluated on": group,
+                                 "rows": s["rows"], "roc_auc": s["roc_auc"], "pr_auc": s["pr_auc"]})
+    return pd.DataFrame(rows).set_index(["model", "trained on", "evaluated on"])
+
+
+def learning_curve(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, kind: str = "tfidf",
+                   fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)) -> pd.DataFrame:
+    """Out-of-fold ROC-AUC and PR-AUC as the training share of the other folds grows."""
+    rng = np.random.default_rng(profile.seed)
+    draw = rng.random(len(df))
+    rows = []
+    for frac in fractions:
+        p, _ = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", draw < frac, log=lambda s: None)
+        s = scores(df["label"].to_numpy(), p)
+        rows.append({"train_fraction": frac, "train_rows": int((draw < frac).sum() * (1 - 1 / len(np.unique(folds)))),
+                     "roc_auc": s["roc_auc"], "pr_auc": s["pr_auc"]})
+    return pd.DataFrame(rows)
+
+
+def thresholds_table(df: pd.DataFrame, p: np.ndarray, shrinkage: float, folds: np.ndarray) -> tuple[pd.DataFrame, Thresholds]:
+    """F1 at 0.5, at the global and at the per-language thresholds; the latter two tuned on
+    the other folds for each fold (so the reported F1 is not tuned on its own rows)."""
+    y, lang = df["label"].to_numpy(), df["language"].to_numpy()
+    glob, per = np.empty(len(y)), np.empty(len(y))
+    for i in np.unique(folds):
+        t = Thresholds.tune(lang[folds != i], y[folds != i], p[folds != i], shrinkage)
+        glob[folds == i] = t.global_
+        per[folds == i] = t.for_rows(lang[folds == i])
+    full = Thresholds.tune(lang, y, p, shrinkage)
+    table = pd.DataFrame({
+        "at 0.5": by_language(lang, y, p, 0.5)["f1"],
+        "global threshold": by_language(lang, y, p, glob)["f1"],
+        "per-language threshold": by_language(lang, y, p, per)["f1"],
+        "tuned threshold (all rows)": pd.Series({**full.per_language, "all": full.global_}),
+    })
+    return table, full
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[pd.DataFrame, float]:
+    """Observed positive rate per p(yes) bin, and the expected calibration error (ECE)."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    frame = pd.DataFrame({"bin": idx, "p": p, "y": y}).groupby("bin").agg(rows=("y", "size"), mean_p=("p", "mean"), observed=("y", "mean"))
+    ece = float((frame["rows"] * (frame["mean_p"] - frame["observed"]).abs()).sum() / len(y))
+    return frame, ece
+
+
+def unlabelled_inputs(task: Task) -> dict[str, Path]:
+    """Official unlabelled files (``dev_<task>.txt``, ``test_<task>.txt``) present in the data dir."""
+    from .paths import data_dir
+
+    return {split: data_dir() / task / f"{split}_{task}.txt" for split in ("dev", "test")
+            if (data_dir() / task / f"{split}_{task}.txt").is_file()}
+
+
+def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, thresholds: Thresholds,
+                hold_out_fold: int | None) -> Path:
+    """Train the profile's main backbone for submission and save it with its thresholds.
+
+    With ``hold_out_fold`` set (no official test file at hand), that fold is left out so the
+    submission written for it is a genuine held-out check; otherwise every row trains.
+    """
+    train = np.ones(len(df), dtype=bool) if hold_out_fold is None else folds != hold_out_fold
+    train &= trainable(df, profile.validation.train_languages)
+    model = RelevanceModel(profile.backbone, task, profile)
+    directory = run_dir(profile) / "models" / task
+    model.fit(df[train].reset_index(drop=True), output_dir=run_dir(profile) / "models" / f"{task}_ckpt")
+    model.save(directory)
+    (directory / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
+    return directory
+
+
+def write_holdout_file(df: pd.DataFrame, folds: np.ndarray, fold: int, path: Path) -> tuple[Path, Path]:
+    """The held-out fold as an unlabelled input file and a labelled gold file (official schema)."""
+    from .data import ITEM_FIELD
+
+    rows = df[folds == fold]
+    item = ITEM_FIELD[df.attrs.get("task") or ("QC" if "category_path" in df else "QI")]
+    cols = ["id", "language", "origin_query", item]
+    rows[cols].to_json(path, orient="records", lines=True, force_ascii=False)
+    gold = path.with_name(path.stem + "_gold.txt")
+    rows[cols + ["label"]].to_json(gold, orient="records", lines=True, force_ascii=False)
+    return path, gold

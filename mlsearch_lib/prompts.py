@@ -1,0 +1,140 @@
+"""Prompt building: the seed's alpaca layout, every component switchable by profile flags.
+
+A prompt is split into a ``prefix`` shared by many rows (instruction, in-context examples,
+guidelines) and a row ``body`` (the query and the category/title), so a causal LM can encode
+the prefix once and reuse its KV cache for every row of a batch. The encoder backbone uses
+:meth:`PromptBuilder.pairs` (tagged query, tagged item) instead. Templates live in
+``mlsearch_lib/templates/*.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .data import ITEM_FIELD, normalize_text, split_category
+from .profiles import PromptConfig
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+ANSWERS = {1: "yes", 0: "no"}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """``prefix + body`` is the full prompt; the answer token ("yes"/"no") follows it."""
+
+    prefix: str
+    body: str
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.body
+
+
+@lru_cache(maxsize=None)
+def load_template(name: str) -> dict[str, Any]:
+    path = TEMPLATES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no prompt template {path}")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def hct(category_path: str) -> str:
+    """Hierarchical category tags: ``[D1] a [/D1] [D2] b [/D2] ...`` from correctly split levels."""
+    return " ".join(f"[D{i}] {level} [/D{i}]" for i, level in enumerate(split_category(category_path), start=1))
+
+
+class PromptBuilder:
+    """Turns rows into tagged text pairs (encoder) or prompts (causal LM) for one task.
+
+    In-context examples (one yes, one no per language) are chosen by :meth:`fit` from the
+    training fold only; a row never gets an example with its own normalised query.
+    """
+
+    def __init__(self, task: str, cfg: PromptConfig, seed: int = 0):
+        self.task, self.cfg, self.seed = task, cfg, seed
+        self.template = load_template(cfg.template)
+        # language -> label -> up to two candidate examples (normalised query, query text, item text)
+        self.examples: dict[str, dict[int, list[tuple[str, str, str]]]] = {}
+
+    # -- components -------------------------------------------------------------------------
+    def query_text(self, row: dict[str, Any]) -> str:
+        query = row["origin_query"]
+        if self.cfg.qt and row.get("query_en") and row.get("language") != "en":
+            query = f"{query} – {row['query_en']}"
+        return f"[LANG={row['language']}] {query}" if self.cfg.lt else query
+
+    def item_text(self, row: dict[str, Any]) -> str:
+        item = row[ITEM_FIELD[self.task]]
+        if self.task == "QC":
+            return hct(item) if self.cfg.hct else item
+        parts = [item if item.strip() else "(no title)"]
+        if self.cfg.sit and row.get("sit"):
+            parts.append(f"[ATTR] {row['sit']}")
+        if self.cfg.dg and row.get("dg_tags"):
+            parts.append(f"[GEN_TAGS] {row['dg_tags']}")
+        if self.cfg.dg and row.get("dg_desc"):
+            parts.append(f"[GEN_DESC] {row['dg_desc']}")
+        return " ".join(parts)
+
+    # -- in-context examples ----------------------------------------------------------------
+    def fit(self, train: pd.DataFrame) -> "PromptBuilder":
+        """Choose up to two example rows per language and label from ``train`` (a training fold)."""
+        self.examples = {}
+        if not self.cfg.icl:
+            return self
+        rng = np.random.default_rng(self.seed)
+        for (lang, label), group in train.groupby(["language", "label"], sort=True):
+            picks = group.iloc[rng.permutation(len(group))[:8]].to_dict("records")
+            chosen, seen = [], set()
+            for r in picks:  # two examples with different queries, so one is always usable
+                key = normalize_text(r["origin_query"])
+                if key not in seen:
+                    chosen.append((key, self.query_text(r), self.item_text(r)))
+                    seen.add(key)
+                if len(chosen) == 2:
+                    break
+            self.examples.setdefault(str(lang), {})[int(label)] = chosen
+        return self
+
+    def _examples_for(self, language: str, query_key: str) -> str:
+        pool = self.examples.get(language) or self.examples.get("en") or next(iter(self.examples.values()), {})
+        t = self.template
+        out = []
+        for label in (1, 0):
+            usable = [e for e in pool.get(label, []) if e[0] != query_key]
+            if usable:
+                _, q, item = usable[0]
+                out.append(t["example"].format(query=q, item_label=t["item_label"][self.task], item=item, answer=ANSWERS[label]))
+        return "".join(out)
+
+    # -- outputs ----------------------------------------------------------------------------
+    def pairs(self, df: pd.DataFrame) -> list[tuple[str, str]]:
+        return [(self.query_text(r), self.item_text(r)) for r in df.to_dict("records")]
+
+    def prompts(self, df: pd.DataFrame) -> list[Prompt]:
+        t = self.template
+        guidelines = "".join(t["guideline"].format(line=g) for g in t["guidelines"][self.task]) if self.cfg.cot else ""
+        out = []
+        for r in df.to_dict("records"):
+            examples = self._examples_for(r["language"], normalize_text(r["origin_query"])) if self.cfg.icl else ""
+            prefix = t["prefix"].format(instruction=t["instruction"][self.task], examples=examples, guidelines=guidelines)
+            body = t["body"].format(query=self.query_text(r), item_label=t["item_label"][self.task], item=self.item_text(r))
+            out.append(Prompt(prefix, body))
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"task": self.task, "cfg": self.cfg.model_dump(), "seed": self.seed,
+                "examples": {lang: {str(k): v for k, v in d.items()} for lang, d in self.examples.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "PromptBuilder":
+        pb = cls(state["task"], PromptConfig(**state["cfg"]), state["seed"])
+        pb.examples = {lang: {int(k): [tuple(e) for e in v] for k, v in d.items()} for lang, d in state["examples"].items()}
+        return pb

@@ -1,0 +1,139 @@
+"""One interface over every backbone (``fit``, ``predict_proba``, ``save``/``load``), and
+cross-validation that yields out-of-fold p(yes) for every training row, fold by fold,
+cached on disk so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .paths import ensure
+from .profiles import Profile
+from .prompts import PromptBuilder
+
+KINDS = ("all_yes", "tfidf", "encoder", "llm")
+LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
+
+
+def _backbone(kind: str, profile: Profile) -> Any:
+    if kind == "all_yes":
+        from .reference import AllYes
+
+        return AllYes()
+    if kind == "tfidf":
+        from .reference import TfidfPair
+
+        return TfidfPair(seed=profile.seed)
+    if kind == "encoder":
+        from .encoder import CrossEncoder
+
+        return CrossEncoder(profile.encoder, seed=profile.seed)
+    if kind == "llm":
+        from .causal_lm import CausalLMScorer
+
+        return CausalLMScorer(profile.llm, seed=profile.seed)
+    raise ValueError(f"unknown backbone {kind!r} (known: {', '.join(KINDS)})")
+
+
+class RelevanceModel:
+    """A prompt builder (tags, in-context examples) bound to a backbone, for one task."""
+
+    def __init__(self, kind: str, task: str, profile: Profile):
+        self.kind, self.task, self.profile = kind, task, profile
+        self.builder = PromptBuilder(task, profile.prompt, seed=profile.seed)
+        self.backbone = _backbone(kind, profile)
+
+    def _inputs(self, df: pd.DataFrame) -> list:
+        return self.builder.prompts(df) if self.kind == "llm" else self.builder.pairs(df)
+
+    def fit(self, df: pd.DataFrame, weights: np.ndarray | None = None, output_dir: Path | None = None) -> Any:
+        """Choose in-context examples from ``df`` and train; returns the backbone's training log."""
+        self.builder.fit(df)
+        kwargs = {"output_dir": output_dir} if self.kind in ("encoder", "llm") else {}
+        return self.backbone.fit(self._inputs(df), df["label"].to_numpy(), weights, **kwargs)
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.backbone.predict_proba(self._inputs(df)), dtype=float)
+
+    def save(self, directory: Path) -> Path:
+        directory = ensure(Path(directory))
+        meta = {"kind": self.kind, "task": self.task, "profile": self.profile.model_dump(), "builder": self.builder.state()}
+        (directory / "mlsearch_model.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        if self.kind in ("encoder", "llm"):
+            self.backbone.save(directory / "backbone")
+        else:
+            (directory / "backbone.pkl").write_bytes(pickle.dumps(self.backbone))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> "RelevanceModel":
+        directory = Path(directory)
+        meta_path = directory / "mlsearch_model.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a saved mlsearch model (no mlsearch_model.json)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        model = cls.__new__(cls)
+        model.kind, model.task = meta["kind"], meta["task"]
+        model.profile = Profile.model_validate(meta["profile"])
+        model.builder = PromptBuilder.from_state(meta["builder"])
+        if model.kind in ("encoder", "llm"):
+            model.backbone = type(_backbone(model.kind, model.profile)).load(directory / "backbone")
+        else:
+            model.backbone = pickle.loads((directory / "backbone.pkl").read_bytes())
+        return model
+
+
+def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray,
+               train_mask: np.ndarray, weights: np.ndarray | None) -> str:
+    """Changes whenever anything that determines the fold predictions changes."""
+    h = hashlib.sha256()
+    settings = {"kind": kind, "task": task, "seed": profile.seed, "prompt": profile.prompt.model_dump(),
+                "backbone": getattr(profile, kind).model_dump() if kind in ("encoder", "llm") else None}
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    for arr in (df["id"].astype(str).to_numpy(), df["label"].to_numpy(), folds, train_mask):
+        h.update(np.ascontiguousarray(arr).tobytes() if arr.dtype != object else "\x00".join(arr).encode())
+    if weights is not None:
+        h.update(np.asarray(weights, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray, cache_dir: Path,
+                   train_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
+                   log: Callable[[str], None] = print) -> tuple[np.ndarray, list[Any]]:
+    """Out-of-fold p(yes) for every row: fold ``i`` is predicted by a model trained on the
+    other folds' rows that ``train_mask`` allows. Each finished fold is saved under
+    ``cache_dir/<key>/`` and reused by a rerun with the same inputs."""
+    train_mask = np.ones(len(df), dtype=bool) if train_mask is None else np.asarray(train_mask, dtype=bool)
+    run_dir = ensure(Path(cache_dir) / f"{task}_{kind}_{_cache_key(kind, task, profile, df, folds, train_mask, weights)}")
+    oof = np.full(len(df), np.nan)
+    logs: list[Any] = []
+    for i in tqdm(sorted(set(folds)), desc=f"{task} {kind} folds", leave=False):
+        done = run_dir / f"fold{i}.npz"
+        val = folds == i
+        if done.exists():
+            saved = np.load(done, allow_pickle=False)
+            oof[val] = saved["p"]
+            logs.append(json.loads(str(saved["log"])))
+            log(f"{task} {kind} fold {i}: cached")
+            continue
+        train = (folds != i) & train_mask
+        model = RelevanceModel(kind, task, profile)
+        fit_log = model.fit(df[train].reset_index(drop=True), None if weights is None else weights[train],
+                            output_dir=run_dir / f"fold{i}_ckpt")
+        p = model.predict_proba(df[val].reset_index(drop=True))
+        np.savez(done.with_suffix(".tmp.npz"), p=p, log=json.dumps(fit_log or {}, default=float))
+        done.with_suffix(".tmp.npz").replace(done)
+        shutil.rmtree(run_dir / f"fold{i}_ckpt", ignore_errors=True)  # only needed to resume this fold
+        oof[val] = p
+        logs.append(fit_log or {})
+        log(f"{task} {kind} fold {i}: trained on {train.sum()} rows, predicted {val.sum()}")
+    return oof, logs

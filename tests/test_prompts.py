@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pandas as pd
+
+from mlsearch_lib.data import read_task_file
+from mlsearch_lib.profiles import PromptConfig
+from mlsearch_lib.prompts import PromptBuilder, hct
+
+QC = pd.DataFrame([
+    {"id": 1, "language": "en", "origin_query": "car bumper", "category_path": "automobiles, parts & accessories,exterior parts,bumpers", "label": 1},
+    {"id": 2, "language": "en", "origin_query": "lego", "category_path": "toys & hobbies,building & construction toys,blocks", "label": 1},
+    {"id": 3, "language": "en", "origin_query": "car bumper", "category_path": "women's clothing,dresses", "label": 0},
+    {"id": 4, "language": "en", "origin_query": "red dress", "category_path": "shoes,men's shoes", "label": 0},
+    {"id": 5, "language": "ja", "origin_query": "スマホケース", "category_path": "phones,cases", "label": 1},
+    {"id": 6, "language": "ja", "origin_query": "腕時計", "category_path": "shoes,men's shoes", "label": 0},
+])
+
+
+def test_hct_uses_the_correct_split():
+    assert hct("automobiles, parts & accessories,exterior parts,bumpers") == (
+        "[D1] automobiles, parts & accessories [/D1] [D2] exterior parts [/D2] [D3] bumpers [/D3]")
+
+
+def test_components_switch_with_flags():
+    row = QC.iloc[0].to_dict()
+    on = PromptBuilder("QC", PromptConfig())
+    off = PromptBuilder("QC", PromptConfig(lt=False, hct=False, icl=False, cot=False))
+    assert on.query_text(row) == "[LANG=en] car bumper" and off.query_text(row) == "car bumper"
+    assert on.item_text(row).startswith("[D1] automobiles, parts") and off.item_text(row) == row["category_path"]
+    plain = off.fit(QC).prompts(QC.iloc[:1])[0]
+    assert "Answer: yes" not in plain.text and "- " not in plain.prefix
+    full = on.fit(QC).prompts(QC.iloc[:1])[0]
+    assert "Answer: yes" in full.prefix and "Answer: no" in full.prefix and "- Answer yes if" in full.prefix
+    assert full.body.startswith("### Input:\nQuery: [LANG=en] car bumper") and full.text.endswith("### Response:\n")
+
+
+def test_examples_come_from_the_same_language_and_never_the_rows_own_query():
+    pb = PromptBuilder("QC", PromptConfig(), seed=0).fit(QC)
+    for row_id in (1, 3):  # both rows with query "car bumper"
+        prompt = pb.prompts(QC[QC["id"] == row_id])[0]
+        assert "Query: [LANG=en] car bumper\n" not in prompt.prefix
+    ja = pb.prompts(QC[QC["id"] == 5])[0]
+    assert "[LANG=ja] 腕時計" in ja.prefix and "[LANG=en]" not in ja.prefix
+
+
+def test_examples_only_from_the_training_fold():
+    pb = PromptBuilder("QC", PromptConfig(), seed=0).fit(QC[QC["language"] == "en"])
+    prompt = pb.prompts(QC[QC["id"] == 5])[0]  # unseen language falls back to English examples
+    assert "スマホケース\n" not in prompt.prefix and "[LANG=en]" in prompt.prefix
+
+
+def test_prefix_is_shared_by_rows_of_a_language():
+    pb = PromptBuilder("QC", PromptConfig(), seed=0).fit(QC)
+    prompts = pb.prompts(QC[QC["language"] == "ja"])
+    # row 5's own query is an example candidate; it still gets a usable yes-example only if another exists
+    assert prompts[0].body != prompts[1].body
+
+
+def test_qi_slots_and_empty_title():
+    qi = read_task_file(__import__("pathlib").Path(__file__).parent / "fixtures" / "qi_multilingual.jsonl")
+    qi = qi.assign(sit="colour: red", dg_desc="A phone case.", query_en="men's sneakers")
+    pb = PromptBuilder("QI", PromptConfig(sit=True, dg=True, qt=True)).fit(qi)
+    empty = qi[qi["empty_title"]].iloc[0].to_dict()
+    assert pb.item_text(empty).startswith("(no title) [ATTR] colour: red [GEN_DESC] A phone case.")
+    assert pb.query_text(empty) == "[LANG=pt] tênis masculino – men's sneakers"
+    assert "Product:" in pb.prompts(qi.iloc[:1])[0].body
+
+
+def test_state_round_trip():
+    pb = PromptBuilder("QC", PromptConfig(), seed=3).fit(QC)
+    again = PromptBuilder.from_state(pb.state())
+    assert [p.text for p in again.prompts(QC)] == [p.text for p in pb.prompts(QC)]

@@ -1,0 +1,77 @@
+"""Folds, thresholds, metrics and the reference rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsearch_lib.data import normalize_text, read_task_file
+from mlsearch_lib.folds import grouped_folds, trainable
+from mlsearch_lib.metrics import all_yes_f1, by_language, scores
+from mlsearch_lib.reference import TfidfPair
+from mlsearch_lib.thresholds import Thresholds, best_f1_threshold
+
+
+@pytest.fixture()
+def qc(synthetic_data):
+    return read_task_file(synthetic_data / "QC" / "train_QC.txt")
+
+
+def test_no_normalised_query_in_two_folds(qc):
+    qc = pd.concat([qc, qc.assign(id=qc["id"] + 10_000, origin_query=qc["origin_query"].str.upper() + "  ")])
+    folds = grouped_folds(qc, 3, seed=0)
+    per_query = pd.Series(folds).groupby(qc["origin_query"].map(normalize_text).to_numpy()).nunique()
+    assert set(folds) == {0, 1, 2} and per_query.max() == 1
+    assert np.array_equal(folds, grouped_folds(qc, 3, seed=0))
+
+
+def test_trainable_official_languages(qc):
+    mask = trainable(qc, ["en", "ja"])
+    assert set(qc.loc[mask, "language"]) == {"en", "ja"} and trainable(qc, None).all()
+
+
+def test_best_threshold_beats_half_when_scores_are_shifted():
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.7).astype(int)
+    p = np.clip(0.25 + 0.2 * y + rng.normal(0, 0.1, len(y)), 0, 1)  # everything below 0.5
+    thr, f1 = best_f1_threshold(y, p)
+    assert thr < 0.5 and f1 > scores(y, p, 0.5)["f1"] + 0.3
+    assert f1 == pytest.approx(scores(y, p, thr)["f1"], abs=1e-9)
+
+
+def test_per_language_thresholds_shrink_and_unseen_get_global():
+    rng = np.random.default_rng(1)
+    lang = np.array(["a"] * 1000 + ["b"] * 30)
+    y = (rng.random(len(lang)) < 0.6).astype(int)
+    p = np.where(lang == "a", 0.5 + 0.3 * y, 0.1 + 0.2 * y) + rng.normal(0, 0.05, len(lang))
+    t = Thresholds.tune(lang, y, p, shrinkage=200)
+    own_b, _ = best_f1_threshold(y[lang == "b"], p[lang == "b"])
+    w = 30 / 230
+    assert t.per_language["b"] == pytest.approx(w * own_b + (1 - w) * t.global_)
+    assert t.for_rows(np.array(["zz"]))[0] == t.global_
+    assert Thresholds.from_dict(t.to_dict()).per_language == t.per_language
+
+
+def test_metrics_and_all_yes():
+    y = np.array([1, 1, 0, 1])
+    assert all_yes_f1(y) == pytest.approx(2 * 0.75 / 1.75)
+    table = by_language(np.array(["x", "x", "y", "y"]), y, np.array([0.9, 0.8, 0.2, 0.6]))
+    assert table.loc["all", "roc_auc"] == 1.0 and np.isnan(table.loc["x", "roc_auc"])
+
+
+def test_tfidf_reference_learns_lexical_overlap():
+    rng = np.random.default_rng(0)
+    words = ["lampe", "kabel", "tasche", "schuh", "uhr", "puzzle", "hülle", "jacke", "ring", "bürste"]
+    def pair(i):
+        q = words[i % 10] + f" {rng.integers(100)}"
+        pos = rng.random() < 0.6
+        item = f"{words[i % 10] if pos else words[(i + 3) % 10]} premium {rng.integers(100)}"
+        return (q, item), int(pos)
+    data = [pair(i) for i in range(400)]
+    pairs, y = [d[0] for d in data], np.array([d[1] for d in data])
+    model = TfidfPair(seed=0)
+    model.fit(pairs[:300], y[:300])
+    p = model.predict_proba(pairs[300:])
+    assert p.shape == (100,) and ((p > 0) & (p < 1)).all()
+    assert scores(y[300:], p)["roc_auc"] > 0.9

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .paths import PROJECT_ROOT
 
 PROFILES_DIR = PROJECT_ROOT / "profiles"
+Backbone = Literal["tfidf", "bi_encoder", "encoder", "llm"]
 
 
 class _Strict(BaseModel):
@@ -90,20 +91,38 @@ class ValidationConfig(_Strict):
     train_languages: list[str] | None = None
     threshold_shrinkage: float = 200.0  # rows at which a language's own threshold gets half weight
     # models also run in the official setting (train en es fr ja ko pt, evaluate on all)
-    official_models: list[Literal["tfidf", "encoder", "llm"]] = Field(default_factory=lambda: ["tfidf"])
+    official_models: list[Backbone] = Field(default_factory=lambda: ["tfidf"])
+
+
+class RefineConfig(_Strict):
+    """Quality refinement: which out-of-fold model judges the labels, and the seed's rules."""
+
+    model: Backbone = "tfidf"  # gives the out-of-fold p(yes) the model rule reads
+    eval_model: Backbone = "tfidf"  # trained once per action to measure what refinement buys
+    model_rule: bool = True
+    hi: float = 0.9  # label 0 with out-of-fold p(yes) >= hi is doubtful
+    lo: float = 0.1  # label 1 with p(yes) <= lo is doubtful
+    lexical_rule: bool = True
+    neg_percentile: float = 90.0  # HI = this percentile of label-0 similarity, per language
+    pos_percentile: float = 10.0  # LO = this percentile of label-1 similarity
+    min_language_rows: int = 100  # languages with fewer rows use the global thresholds
+    keyword_rule: bool = True
+    keywords_file: str = "qr_keywords.yaml"  # in mlsearch_lib/resources/
+    min_weight: float = 0.2  # floor of a down-weighted row's training weight
 
 
 class Profile(_Strict):
     name: str
     seed: int = 13
-    backbone: Literal["encoder", "llm", "tfidf"] = "encoder"  # the main model: notebook 05 predicts with it
-    compare: list[Literal["encoder", "llm", "tfidf"]] = Field(default_factory=list)  # also trained in 04
+    backbone: Backbone = "encoder"  # the main model: notebook 05 predicts with it
+    compare: list[Backbone] = Field(default_factory=list)  # also trained and reported in 04
     tasks: list[Literal["QC", "QI"]] = Field(default_factory=lambda: ["QC", "QI"])
     data: DataConfig = Field(default_factory=DataConfig)
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
 
 
 class ProfileError(ValueError):

@@ -20,8 +20,9 @@ from .paths import ensure
 from .profiles import Profile
 from .prompts import PromptBuilder
 
-KINDS = ("all_yes", "tfidf", "encoder", "llm")
-LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
+KINDS = ("all_yes", "tfidf", "bi_encoder", "encoder", "llm")
+LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "bi_encoder": "frozen e5 embeddings + LR",
+          "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
 
 
 def _backbone(kind: str, profile: Profile) -> Any:
@@ -33,6 +34,10 @@ def _backbone(kind: str, profile: Profile) -> Any:
         from .reference import TfidfPair
 
         return TfidfPair(seed=profile.seed)
+    if kind == "bi_encoder":
+        from .embeddings import BiEncoderPair
+
+        return BiEncoderPair(profile.encoder.model, profile.encoder.max_length, seed=profile.seed)
     if kind == "encoder":
         from .encoder import CrossEncoder
 

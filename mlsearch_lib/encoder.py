@@ -1,0 +1,368 @@
+"""Cross-encoder backbone: query and category/title read together as one text pair.
+
+A fine-tuned ``AutoModelForSequenceClassification`` (2 labels) on top of an encoder resolved
+offline by :func:`mlsearch_lib.models_offline.resolve_model`. Training goes through the Hugging
+Face :class:`~transformers.Trainer` so that checkpoints, resumption after an interruption, the
+learning-rate schedule and logging behave as users of transformers expect; only the loss is
+ours (per-row weights). The small training helpers at the bottom (row cap, fingerprint,
+checkpoint handling, evaluation callback) are shared with :mod:`mlsearch_lib.causal_lm`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .profiles import EncoderConfig
+from .seeds import seed_everything
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[str, str]
+META_FILE = "mlsearch_backbone.json"
+FINGERPRINT_FILE = "mlsearch_fit_fingerprint.txt"
+#: LoRA shape for the encoder (EncoderConfig has only an on/off switch).
+ENCODER_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1}
+#: BERT-family linear layers LoRA adapts (suffix match; the pooler stays fully trainable).
+_BERT_LORA_TARGETS = ["query", "key", "value", "intermediate.dense", "output.dense"]
+
+
+class CrossEncoder:
+    """p(relevant | query, item) from a sequence-pair classifier; fit / predict_proba / save / load."""
+
+    kind = "encoder"
+
+    def __init__(self, cfg: EncoderConfig, seed: int):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from .models_offline import resolve_model
+
+        self.cfg, self.seed = cfg, seed
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        path = resolve_model(cfg.model)
+        seed_everything(seed)  # the classifier head (and LoRA A matrices) are initialised below
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+        _reinit_empty_pooler(self.model)
+        if cfg.lora:
+            self.model = self._wrap_lora(self.model)
+        elif cfg.freeze_embeddings:
+            # The 250k-row word embedding is ~80% of e5-small's weights; freezing it makes a CPU
+            # step ~4x cheaper and keeps rare-language token vectors from drifting on little data.
+            self.model.get_input_embeddings().weight.requires_grad_(False)
+        self.model.to(self.device)
+
+    @staticmethod
+    def _wrap_lora(model: torch.nn.Module) -> torch.nn.Module:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        bert_like = model.config.model_type in {"bert", "xlm-roberta", "roberta"}
+        save = ["classifier"] + (["pooler"] if getattr(model.base_model, "pooler", None) is not None else [])
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, target_modules=_BERT_LORA_TARGETS if bert_like else None,
+                            modules_to_save=save, bias="none", **ENCODER_LORA)
+        return get_peft_model(model, config)
+
+    # -- data ---------------------------------------------------------------------------------
+    def _encode(self, pairs: Sequence[Pair]) -> list[dict[str, list[int]]]:
+        enc = self.tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation=True,
+                             max_length=self.cfg.max_length)
+        keys = [k for k in self.tokenizer.model_input_names if k in enc]
+        return [{k: enc[k][i] for k in keys} for i in range(len(pairs))]
+
+    def _collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Right-pads a batch; keeps ``labels`` and per-row ``weight`` for :class:`_WeightedTrainer`."""
+        width = max(len(f["input_ids"]) for f in features)
+        pad = {"input_ids": self.tokenizer.pad_token_id, "attention_mask": 0, "token_type_ids": 0}
+        batch = {k: torch.tensor([f[k] + [pad[k]] * (width - len(f[k])) for f in features])
+                 for k in features[0] if k in pad}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+        if "weight" in features[0]:
+            batch["weight"] = torch.tensor([f["weight"] for f in features], dtype=torch.float32)
+        return batch
+
+    # -- training -----------------------------------------------------------------------------
+    def fit(self, pairs: Sequence[Pair], labels: np.ndarray, weights: np.ndarray | None = None,
+            output_dir: Path | None = None, eval_pairs: Sequence[Pair] | None = None,
+            eval_labels: np.ndarray | None = None, *, max_steps: int | None = None,
+            save_steps: int = 50) -> dict[str, Any]:
+        """Fine-tune on ``pairs``; with ``output_dir`` checkpoint every ``save_steps`` and resume.
+
+        Returns ``{"history": [{step, epoch, loss[, eval_auc]}...], "resumed_from", "global_step",
+        "train_rows", "train_seconds"}``. ``max_steps`` (tests, benchmarks) overrides ``epochs``.
+        """
+        labels = np.asarray(labels, dtype=np.int64)
+        idx = cap_rows(labels, self.cfg.max_train_rows, self.seed)
+        w = normalised_weights(weights, len(labels))
+        enc = self._encode([pairs[i] for i in idx])
+        rows = [dict(e, labels=int(labels[i]), weight=float(w[i])) for e, i in zip(enc, idx)]
+        tag = fit_fingerprint([pairs[i] for i in idx], labels[idx], w[idx], self.cfg.model_dump(), self.seed)
+        evaluate = None
+        if eval_pairs is not None and eval_labels is not None:
+            evaluate = lambda: self.predict_proba(eval_pairs, progress=False)  # noqa: E731
+        args = dict(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, warmup_ratio=self.cfg.warmup_ratio,
+                    epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, grad_accum=1, scheduler="linear",
+                    bf16=False)
+        return run_trainer(_WeightedTrainer, self.model, rows, self._collate, args, self.seed, output_dir, tag,
+                           max_steps=max_steps, save_steps=save_steps, evaluate=evaluate, eval_labels=eval_labels)
+
+    # -- scoring ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict_proba(self, pairs: Sequence[Pair], batch_size: int | None = None,
+                      progress: bool = True) -> np.ndarray:
+        """p(label 1) per pair (float64, input order); batches sorted by length to pad little.
+
+        ``last_score_stats`` records rows, batches and tokens processed (pads included).
+        """
+        was_training = self.model.training
+        self.model.eval()
+        enc = self._encode(pairs)
+        order = np.argsort([-len(e["input_ids"]) for e in enc], kind="stable")
+        bs = batch_size or 2 * self.cfg.batch_size
+        out = np.empty(len(enc), dtype=np.float64)
+        stats = {"rows": len(enc), "batches": 0, "tokens": 0}
+        for start in tqdm(range(0, len(order), bs), desc="encoder scoring", disable=not progress,
+                          unit="batch"):
+            sel = order[start:start + bs]
+            batch = {k: v.to(self.device) for k, v in self._collate([enc[i] for i in sel]).items()}
+            logits = self.model(**batch).logits.float()
+            out[sel] = torch.softmax(logits, dim=-1)[:, 1].double().cpu().numpy()
+            stats["batches"] += 1
+            stats["tokens"] += batch["input_ids"].numel()
+        self.last_score_stats = stats
+        self.model.train(was_training)
+        return out
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Weights (or only the LoRA adapter + head), tokenizer and the config needed by :meth:`load`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        write_meta(directory, self.kind, self.cfg.model_dump(), self.seed)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "CrossEncoder":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        directory = Path(directory)
+        cfg, seed = read_meta(directory, cls.kind, EncoderConfig)
+        self = cls.__new__(cls)
+        self.cfg, self.seed = cfg, seed
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(directory)
+        if (directory / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            from .models_offline import resolve_model
+
+            base = AutoModelForSequenceClassification.from_pretrained(resolve_model(cfg.model), num_labels=2)
+            self.model = PeftModel.from_pretrained(base, directory, is_trainable=True)
+        else:
+            self.model = AutoModelForSequenceClassification.from_pretrained(directory)
+            if cfg.freeze_embeddings:
+                self.model.get_input_embeddings().weight.requires_grad_(False)
+        self.model.to(self.device).eval()
+        return self
+
+
+class _WeightedTrainer(Trainer):
+    """Trainer whose loss is the row-weighted cross-entropy of the 2-class logits."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+        inputs = dict(inputs)
+        labels, weight = inputs.pop("labels"), inputs.pop("weight", None)
+        outputs = model(**inputs)
+        loss = weighted_cross_entropy(outputs.logits, labels, weight)
+        return (loss, {"logits": outputs.logits}) if return_outputs else loss
+
+
+def _reinit_empty_pooler(model: torch.nn.Module) -> None:
+    """Give an all-zero BERT pooler a normal random init.
+
+    The offline e5 copy has no pooler (e5 mean-pools), stored as zeros. With a zero pooler the
+    classifier sees a constant and *no gradient reaches the encoder* until the pooler has grown,
+    so fine-tuning would barely move the backbone.
+    """
+    pooler = getattr(getattr(model, "base_model", None), "pooler", None)
+    dense = getattr(pooler, "dense", None)
+    if isinstance(dense, torch.nn.Linear) and not dense.weight.detach().any():
+        std = float(getattr(model.config, "initializer_range", 0.02))
+        with torch.no_grad():
+            dense.weight.normal_(0.0, std)
+            dense.bias.zero_()
+        log.info("pooler weights were all zero: re-initialised (std %.3f)", std)
+
+
+# ================================================================== shared training helpers
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``weight * CE`` over the batch.
+
+    Weights are normalised to mean 1 over the whole training set (:func:`normalised_weights`), so
+    the batch mean is an unbiased estimate of the globally weighted loss and the learning rate
+    means the same with or without weights.
+    """
+    loss = F.cross_entropy(logits.float(), labels, reduction="none")
+    if weight is None:
+        return loss.mean()
+    return (loss * weight.to(loss.dtype)).mean()
+
+
+def normalised_weights(weights: np.ndarray | None, n: int) -> np.ndarray:
+    """Row weights scaled to mean 1 (all ones when ``None``)."""
+    if weights is None:
+        return np.ones(n, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError(f"weights must be {n} finite non-negative numbers with a positive sum")
+    return w / w.mean()
+
+
+def cap_rows(labels: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """Indices of at most ``max_rows`` rows, a seeded sample stratified by label (sorted)."""
+    n = len(labels)
+    if max_rows is None or n <= max_rows:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    classes, sizes = np.unique(labels, return_counts=True)
+    quota = sizes * max_rows / n
+    counts = np.floor(quota).astype(int)
+    for j in np.argsort(-(quota - counts), kind="stable")[:max_rows - counts.sum()]:
+        counts[j] += 1  # largest remainders: the counts add up to max_rows exactly
+    keep = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, counts)]
+    return np.sort(np.concatenate(keep))
+
+
+def fit_fingerprint(inputs: Sequence[Any], labels: np.ndarray, weights: np.ndarray, cfg: dict, seed: int) -> str:
+    """sha256 naming one training job: a checkpoint is only resumed by the job that wrote it."""
+    h = hashlib.sha256()
+    h.update(json.dumps([list(x) if isinstance(x, tuple) else repr(x) for x in inputs], ensure_ascii=False).encode())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
+    h.update(json.dumps(cfg, sort_keys=True).encode())
+    h.update(str(seed).encode())
+    return h.hexdigest()
+
+
+def write_meta(directory: Path, kind: str, cfg: dict, seed: int) -> None:
+    (directory / META_FILE).write_text(json.dumps({"kind": kind, "cfg": cfg, "seed": seed}, indent=2) + "\n",
+                                       encoding="utf-8")
+
+
+def read_meta(directory: Path, kind: str, cfg_cls: type) -> tuple[Any, int]:
+    meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    if meta.get("kind") != kind:
+        raise ValueError(f"{directory} holds a {meta.get('kind')!r} backbone, not {kind!r}")
+    return cfg_cls(**meta["cfg"]), int(meta["seed"])
+
+
+class _EvalCallback(TrainerCallback):
+    """Logs ``eval_auc`` every ``every`` steps and at the end, with the backbone's own scorer.
+
+    Using ``predict_proba`` (not ``Trainer.evaluate``) lets the causal LM score with its prefix
+    KV cache; the entries land in ``state.log_history`` and so survive a resume.
+    """
+
+    def __init__(self, evaluate: Callable[[], np.ndarray], labels: np.ndarray, every: int):
+        self.evaluate, self.labels, self.every = evaluate, np.asarray(labels), max(1, every)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001, ANN201
+        if state.global_step % self.every == 0 or state.global_step >= state.max_steps:
+            from sklearn.metrics import roc_auc_score
+
+            p = self.evaluate()
+            auc = float(roc_auc_score(self.labels, p)) if len(np.unique(self.labels)) == 2 else float("nan")
+            state.log_history.append({"eval_auc": auc, "epoch": state.epoch, "step": state.global_step})
+            log.info("step %d: eval AUC %.4f", state.global_step, auc)
+        return control
+
+
+def run_trainer(trainer_cls: type[Trainer], model: torch.nn.Module, rows: list[dict[str, Any]],
+                collate: Callable, hp: dict[str, Any], seed: int, output_dir: Path | None, tag: str, *,
+                max_steps: int | None, save_steps: int, evaluate: Callable[[], np.ndarray] | None,
+                eval_labels: np.ndarray | None) -> dict[str, Any]:
+    """Train ``model`` on ``rows`` with ``trainer_cls``; resume from ``output_dir``'s last checkpoint.
+
+    A checkpoint is resumed only when ``output_dir`` was written by the same job (same data,
+    config and seed: ``tag``); stale checkpoints of another job are removed first.
+    """
+    bs, accum = int(hp["batch_size"]), int(hp["grad_accum"])
+    steps_per_epoch = math.ceil(len(rows) / (bs * accum))
+    total = max_steps if max_steps is not None else max(1, math.ceil(hp["epochs"] * steps_per_epoch))
+    tmp = None
+    if output_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="mlsearch-fit-")
+        out = Path(tmp.name)
+    else:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+    resume = None
+    if output_dir is not None:
+        stamp = out / FINGERPRINT_FILE
+        last = get_last_checkpoint(str(out))
+        if last and stamp.is_file() and stamp.read_text().strip() == tag:
+            resume = last
+        elif last:
+            log.warning("%s holds checkpoints of another training job; starting afresh", out)
+            for ck in out.glob("checkpoint-*"):
+                shutil.rmtree(ck, ignore_errors=True)
+        stamp.write_text(tag + "\n")
+    seed_everything(seed)
+    args = TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=bs, gradient_accumulation_steps=accum,
+        num_train_epochs=float(hp["epochs"]), max_steps=total if max_steps is not None else -1,
+        learning_rate=hp["lr"], weight_decay=hp["weight_decay"], lr_scheduler_type=hp["scheduler"],
+        warmup_steps=min(float(hp["warmup_ratio"]), 0.999), bf16=bool(hp["bf16"]),
+        logging_strategy="steps", logging_steps=max(1, total // 50), logging_first_step=True,
+        save_strategy="steps" if output_dir is not None else "no", save_steps=max(1, save_steps),
+        save_total_limit=1, seed=seed, data_seed=seed, report_to=[], disable_tqdm=False,
+        dataloader_num_workers=0, remove_unused_columns=False, label_names=["labels"],
+        use_cpu=not torch.cuda.is_available(),
+    )
+    callbacks = []
+    if evaluate is not None and eval_labels is not None:
+        callbacks.append(_EvalCallback(evaluate, eval_labels, every=max(1, total // 10)))
+    trainer = trainer_cls(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=callbacks)
+    t0 = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    model.eval()
+    return {"history": learning_curve(trainer.state.log_history), "resumed_from": resume,
+            "global_step": int(trainer.state.global_step), "train_rows": len(rows),
+            "train_seconds": round(time.perf_counter() - t0, 2), "train_loss": float(result.training_loss)}
+
+
+def learning_curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge Trainer log entries into one ``{step, epoch, loss[, eval_auc][, learning_rate]}`` per step."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for entry in log_history:
+        if "loss" not in entry and "eval_auc" not in entry:
+            continue  # the end-of-training summary
+        row = by_step.setdefault(int(entry["step"]), {"step": int(entry["step"])})
+        row["epoch"] = float(entry.get("epoch") or 0.0)
+        for key in ("loss", "eval_auc", "learning_rate"):
+            if key in entry:
+                row[key] = float(entry[key])
+    return [by_step[s] for s in sorted(by_step)]

@@ -1,0 +1,129 @@
+"""The cross-encoder backbone on the real (offline) multilingual-e5-small, with tiny budgets."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import qc_pairs  # noqa: E402
+
+from mlsearch_lib.encoder import CrossEncoder, _WeightedTrainer, cap_rows, learning_curve  # noqa: E402
+from mlsearch_lib.profiles import EncoderConfig  # noqa: E402
+
+CFG = EncoderConfig(max_length=24, batch_size=4, epochs=1, lr=1e-4, warmup_ratio=0.0)
+
+
+def _data(n: int = 16) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """Half true (query, its category), half the query with another row's category."""
+    rows = qc_pairs()[:n]
+    pairs, labels = [], []
+    for i, (_, query, cat) in enumerate(rows):
+        other = rows[(i + 3) % len(rows)][2]
+        pairs.append((query, cat if i % 2 == 0 else other))
+        labels.append(1 if i % 2 == 0 else 0)
+    return pairs, np.array(labels)
+
+
+PAIRS, LABELS = _data()
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[CrossEncoder, dict]:
+    enc = CrossEncoder(CFG, seed=0)
+    log = enc.fit(PAIRS, LABELS, max_steps=2, eval_pairs=PAIRS[:8], eval_labels=LABELS[:8])
+    return enc, log
+
+
+def test_fit_then_predict_gives_probabilities_in_input_order(fitted):
+    enc, log = fitted
+    assert log["global_step"] == 2 and log["resumed_from"] is None
+    assert [h["step"] for h in log["history"]] == [1, 2] and all("loss" in h for h in log["history"])
+    assert 0.0 <= log["history"][-1]["eval_auc"] <= 1.0
+    p = enc.predict_proba(PAIRS, progress=False)
+    assert p.shape == (16,) and p.dtype == np.float64 and ((p > 0) & (p < 1)).all()
+    shuffled = enc.predict_proba(PAIRS[::-1], batch_size=5, progress=False)
+    np.testing.assert_allclose(shuffled[::-1], p, atol=1e-5)
+
+
+def test_empty_pooler_is_reinitialised_and_embeddings_frozen(fitted):
+    enc, _ = fitted
+    assert enc.model.base_model.pooler.dense.weight.abs().sum() > 0  # the offline copy stores zeros
+    assert not enc.model.get_input_embeddings().weight.requires_grad
+
+
+def test_save_load_gives_identical_predictions(fitted, tmp_path):
+    enc, _ = fitted
+    enc.save(tmp_path / "enc")
+    again = CrossEncoder.load(tmp_path / "enc")
+    assert again.cfg == enc.cfg and again.seed == 0
+    np.testing.assert_array_equal(again.predict_proba(PAIRS, progress=False), enc.predict_proba(PAIRS, progress=False))
+
+
+def test_row_weights_change_the_loss(fitted):
+    enc, _ = fitted
+    batch = enc._collate([dict(e, labels=int(y)) for e, y in zip(enc._encode(PAIRS[:6]), LABELS[:6])])
+    trainer = _WeightedTrainer.__new__(_WeightedTrainer)  # compute_loss uses no trainer state
+    enc.model.eval()
+    with torch.no_grad():
+        plain = trainer.compute_loss(enc.model, batch)
+        ones = trainer.compute_loss(enc.model, dict(batch, weight=torch.ones(6)))
+        some = trainer.compute_loss(enc.model, dict(batch, weight=torch.tensor([0, 0, 0, 2.0, 2.0, 2.0])))
+        logits = enc.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    per_row = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
+    assert torch.isclose(plain, ones)
+    assert not torch.isclose(plain, some)
+    assert torch.isclose(some, per_row[3:].mean(), atol=1e-6)
+
+
+def test_interrupted_fit_resumes_from_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    first = CrossEncoder(CFG, seed=0).fit(PAIRS, LABELS, output_dir=out, max_steps=2, save_steps=1)
+    assert first["resumed_from"] is None and (out / "checkpoint-2").is_dir()
+    # a new process would rebuild the model and call fit again with the same data
+    second = CrossEncoder(CFG, seed=0).fit(PAIRS, LABELS, output_dir=out, max_steps=3, save_steps=1)
+    assert second["resumed_from"].endswith("checkpoint-2") and second["global_step"] == 3
+    assert [h["step"] for h in second["history"]] == [1, 2, 3]  # the curve survives the interruption
+    # another job's checkpoints are never resumed
+    third = CrossEncoder(CFG, seed=0).fit(PAIRS, 1 - LABELS, output_dir=out, max_steps=1, save_steps=1)
+    assert third["resumed_from"] is None and third["global_step"] == 1
+
+
+def test_lora_variant_trains_head_and_adapter_and_round_trips(tmp_path):
+    enc = CrossEncoder(CFG.model_copy(update={"lora": True}), seed=0)
+    trainable = {n for n, p in enc.model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trainable) and any("classifier" in n for n in trainable)
+    enc.fit(PAIRS, LABELS, max_steps=1)
+    enc.save(tmp_path / "lora")
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    again = CrossEncoder.load(tmp_path / "lora")
+    np.testing.assert_allclose(again.predict_proba(PAIRS, progress=False), enc.predict_proba(PAIRS, progress=False),
+                               atol=1e-6)
+
+
+def test_fit_is_deterministic_for_a_seed():
+    a, b = CrossEncoder(CFG, seed=5), CrossEncoder(CFG, seed=5)
+    a.fit(PAIRS, LABELS, max_steps=1)
+    b.fit(PAIRS, LABELS, max_steps=1)
+    np.testing.assert_array_equal(a.predict_proba(PAIRS, progress=False), b.predict_proba(PAIRS, progress=False))
+
+
+def test_cap_rows_is_a_seeded_stratified_sample():
+    labels = np.array([1] * 70 + [0] * 30)
+    idx = cap_rows(labels, 20, seed=3)
+    assert len(idx) == 20 and labels[idx].sum() == 14
+    assert len(cap_rows(np.array([0] * 5 + [1] * 5 + [2] * 5), 7, seed=0)) == 7
+    np.testing.assert_array_equal(idx, cap_rows(labels, 20, seed=3))
+    assert not np.array_equal(idx, cap_rows(labels, 20, seed=4))
+    np.testing.assert_array_equal(cap_rows(labels, None, seed=3), np.arange(100))
+
+
+def test_learning_curve_merges_loss_and_eval_entries():
+    hist = [{"loss": 0.7, "epoch": 0.5, "step": 1, "learning_rate": 1e-4}, {"eval_auc": 0.6, "epoch": 0.5, "step": 1},
+            {"loss": 0.6, "epoch": 1.0, "step": 2}, {"train_runtime": 3.0, "step": 2}]
+    assert learning_curve(hist) == [{"step": 1, "epoch": 0.5, "loss": 0.7, "learning_rate": 1e-4, "eval_auc": 0.6},
+                                    {"step": 2, "epoch": 1.0, "loss": 0.6}]

@@ -41,6 +41,27 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     assert len(meta["data_fingerprint"]["QC/train_QC.txt"]) == 64 and meta["code_version"]
     metrics = json.loads((build / "metrics.json").read_text())
     assert metrics["00_eda"]["rows_QC_train"] == 300
+    tables = out / "reports" / "tables"
+    # 01: every action measured on the same folds; the refined set keeps the schema plus QR columns
+    actions = pd.read_csv(tables / "01_actions_QC.csv", index_col=0)
+    assert list(actions.index) == ["none", "drop", "relabel", "down-weight"]
+    assert actions["roc_auc"].between(0, 1).all()
+    refined = pd.read_json(out / "data" / "refine" / "train_QC_refined.txt", lines=True)
+    assert len(refined) == 300 and {"category_path", "label", "qr_flag", "qr_reason", "qr_weight"} <= set(refined.columns)
+    # 04: reference rows beside both backbones, for both tasks; out-of-fold p(yes) saved for every row
+    for task in ("QC", "QI"):
+        results = pd.read_csv(tables / f"04_results_{task}.csv", index_col=0)
+        assert {'all "yes"', "TF-IDF char n-gram + LR", "e5 cross-encoder", "causal LM + LoRA"} <= set(results.index)
+        assert results.loc['all "yes"', "roc_auc"] == 0.5 and results["roc_auc"].between(0, 1).all()
+        oof = pd.read_csv(build / "oof" / f"{task}_encoder_all.csv")
+        assert len(oof) == rows.loc["total", f"{task} train"] and oof["p_yes"].between(0, 1).all()
+    assert (out / "figures" / "04_learning_curve.png").exists() and (out / "figures" / "05_reliability.png").exists()
+    # 05: a submission line per held-out id, scored against the held-out labels
+    for task in ("QC", "QI"):
+        sub = pd.read_json(build / "submissions" / f"submit_{task}.txt", lines=True)
+        gold = pd.read_json(build / "submissions" / f"holdout_{task}_gold.txt", lines=True)
+        assert sub["id"].tolist() == gold["id"].tolist() and set(sub["prediction"]) <= {0, 1}
+        assert 0 <= metrics["05_prediction"][f"{task}_holdout_f1"] <= 1
     done = _book("render", "--profile", "tiny")
     assert done.returncode == 0, done.stderr[-3000:]
     index = out / "reports" / "book" / "tiny" / "index.html"

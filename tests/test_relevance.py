@@ -1,0 +1,69 @@
+"""Cross-validation: out-of-fold for every row, cached per fold, resumed after an interruption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlsearch_lib import relevance
+from mlsearch_lib.data import read_task_file
+from mlsearch_lib.folds import grouped_folds
+from mlsearch_lib.profiles import load_profile
+
+
+@pytest.fixture()
+def qc(synthetic_data):
+    df = read_task_file(synthetic_data / "QC" / "train_QC.txt")
+    return df, grouped_folds(df, 3, seed=0)
+
+
+def test_every_row_gets_an_out_of_fold_prediction_and_reruns_are_cached(tmp_path, qc):
+    df, folds = qc
+    prof = load_profile("tiny")
+    messages: list[str] = []
+    p1, _ = relevance.cross_validate("tfidf", "QC", prof, df, folds, tmp_path, log=messages.append)
+    assert not np.isnan(p1).any() and len(p1) == len(df)
+    assert not any("cached" in m for m in messages)
+    messages.clear()
+    p2, _ = relevance.cross_validate("tfidf", "QC", prof, df, folds, tmp_path, log=messages.append)
+    assert np.array_equal(p1, p2) and sum("cached" in m for m in messages) == 3
+
+
+def test_interrupted_run_resumes_from_finished_folds(tmp_path, qc, monkeypatch):
+    df, folds = qc
+    prof = load_profile("tiny")
+    real_fit, calls = relevance.RelevanceModel.fit, []
+
+    def flaky_fit(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while training the second fold
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(relevance.RelevanceModel, "fit", flaky_fit)
+    with pytest.raises(KeyboardInterrupt):
+        relevance.cross_validate("tfidf", "QC", prof, df, folds, tmp_path, log=lambda s: None)
+    messages: list[str] = []
+    relevance.cross_validate("tfidf", "QC", prof, df, folds, tmp_path, log=messages.append)
+    assert sum("cached" in m for m in messages) == 1 and len(calls) == 4
+
+
+def test_training_mask_and_weights_change_the_cache_key(tmp_path, qc):
+    df, folds = qc
+    prof = load_profile("tiny")
+    base, _ = relevance.cross_validate("tfidf", "QC", prof, df, folds, tmp_path, log=lambda s: None)
+    only_en = (df["language"] == "en").to_numpy()
+    masked, _ = relevance.cross_validate("tfidf", "QC", prof, df, folds, tmp_path, train_mask=only_en, log=lambda s: None)
+    assert not np.allclose(base, masked)
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_save_and_load_round_trip_keeps_examples(tmp_path, qc):
+    df, _ = qc
+    model = relevance.RelevanceModel("tfidf", "QC", load_profile("tiny"))
+    model.fit(df)
+    again = relevance.RelevanceModel.load(model.save(tmp_path / "m"))
+    assert again.builder.examples == model.builder.examples
+    assert np.allclose(again.predict_proba(df), model.predict_proba(df))
+    with pytest.raises(FileNotFoundError, match="not a saved mlsearch model"):
+        relevance.RelevanceModel.load(tmp_path)

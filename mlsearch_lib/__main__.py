@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import DataFormatError, read_task_file
+from .data import DataFormatError, iter_jsonl, read_task_file
 from .metrics import by_language
 
 
@@ -54,18 +54,11 @@ def predict_file(task: str, model_dir: Path, input_path: Path, output_path: Path
 
 def read_predictions(path: Path) -> pd.DataFrame:
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, lineno, None, f"malformed JSON ({exc.msg})") from None
-            for field in ("id", "prediction"):
-                if field not in rec:
-                    raise DataFormatError(path, lineno, field, "missing")
-            rows.append(rec)
+    for lineno, rec in iter_jsonl(path):
+        for field in ("id", "prediction"):
+            if field not in rec:
+                raise DataFormatError(path, lineno, field, "missing")
+        rows.append(rec)
     return pd.DataFrame(rows)
 
 

@@ -49,7 +49,8 @@ def split_category(path: str) -> list[str]:
     return [level.strip() for level in re.split(r",(?! )", path) if level.strip()]
 
 
-def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) per non-blank line; malformed lines raise :class:`DataFormatError`."""
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -108,7 +109,7 @@ def read_task_file(path: str | Path, task: Task | None = None) -> pd.DataFrame:
     ``path`` and ``labelled``.
     """
     path = Path(path)
-    rows_iter = _rows_csv(path) if path.suffix.lower() == ".csv" else _rows_jsonl(path)
+    rows_iter = _rows_csv(path) if path.suffix.lower() == ".csv" else iter_jsonl(path)
     records: list[dict[str, Any]] = []
     seen: dict[int | str, int] = {}
     labelled: bool | None = None

@@ -62,6 +62,15 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
         gold = pd.read_json(build / "submissions" / f"holdout_{task}_gold.txt", lines=True)
         assert sub["id"].tolist() == gold["id"].tolist() and set(sub["prediction"]) <= {0, 1}
         assert 0 <= metrics["05_prediction"][f"{task}_holdout_f1"] <= 1
+    # same profile, same seed, fresh build dir (no cached folds) -> identical tables
+    os.environ["MLSEARCH_OUTPUT_ROOT"] = str(isolated_outputs / "again")
+    os.environ["MLSEARCH_BUILD_DIR"] = str(isolated_outputs / "build_again")
+    done = _book("run", "--profile", "tiny", "--only", "04")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for table in ("04_results_QC.csv", "04_results_QI.csv", "04_per_language_QC.csv"):
+        first, second = (tables / table).read_text(), (isolated_outputs / "again" / "reports" / "tables" / table).read_text()
+        assert first == second, table
+    os.environ["MLSEARCH_OUTPUT_ROOT"], os.environ["MLSEARCH_BUILD_DIR"] = str(out), str(isolated_outputs / "build")
     done = _book("render", "--profile", "tiny")
     assert done.returncode == 0, done.stderr[-3000:]
     index = out / "reports" / "book" / "tiny" / "index.html"

@@ -127,7 +127,19 @@ def run(profile_name: str, only: str | None = None, start: str | None = None, lo
         log(f"[{i}/{len(chosen)}] {nb.stem} done in {seconds:.1f} s")
     meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     _write_json(meta_path, meta)
+    publish_metadata(profile.name)
     return run_dir
+
+
+def publish_metadata(profile_name: str) -> Path:
+    """Copy a run's ``run.json`` and ``metrics.json`` to ``reports/runs/<profile>/``, beside the
+    figures and tables they describe (those are committed; ``build/`` is not)."""
+    run_dir = build_dir() / profile_name
+    out = ensure(reports_dir() / "runs" / profile_name)
+    for name in ("run.json", "metrics.json"):
+        if (run_dir / name).exists():
+            (out / name).write_text((run_dir / name).read_text(encoding="utf-8"), encoding="utf-8")
+    return out
 
 
 def render(profile_name: str) -> Path:

@@ -41,6 +41,8 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     assert len(meta["data_fingerprint"]["QC/train_QC.txt"]) == 64 and meta["code_version"]
     metrics = json.loads((build / "metrics.json").read_text())
     assert metrics["00_eda"]["rows_QC_train"] == 300
+    published = out / "reports" / "runs" / "tiny"
+    assert json.loads((published / "run.json").read_text())["notebooks"] == meta["notebooks"]
     tables = out / "reports" / "tables"
     # 01: every action measured on the same folds; the refined set keeps the schema plus QR columns
     actions = pd.read_csv(tables / "01_actions_QC.csv", index_col=0)

@@ -45,9 +45,7 @@ def out_of_fold(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     en es fr ja ko pt) only and still predicts every row.
     """
     langs = profile.validation.train_languages
-    if setting == "official":
-        langs = langs or OFFICIAL_TRAIN_LANGUAGES
-    mask = trainable(df, langs if setting == "official" else profile.validation.train_languages)
+    mask = trainable(df, (langs or OFFICIAL_TRAIN_LANGUAGES) if setting == "official" else langs)
     out = {}
     for kind in kinds:
         p, logs = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", mask, weights, log=lambda s: None)
@@ -173,12 +171,11 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[pd.DataFr
     return frame, ece
 
 
-def unlabelled_inputs(task: Task) -> dict[str, Path]:
-    """Official unlabelled files (``dev_<task>.txt``, ``test_<task>.txt``) present in the data dir."""
-    from .paths import data_dir
+def unlabelled_inputs(task: Task, train_file: str) -> dict[str, Path]:
+    """Official dev/test files present beside the training file (what notebook 05 predicts)."""
+    from .eda import discover_splits
 
-    return {split: data_dir() / task / f"{split}_{task}.txt" for split in ("dev", "test")
-            if (data_dir() / task / f"{split}_{task}.txt").is_file()}
+    return {split: path for split, path in discover_splits(task, train_file).items() if split != "train"}
 
 
 def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, thresholds: Thresholds,

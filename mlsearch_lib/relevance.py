@@ -25,28 +25,36 @@ LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "bi_encode
           "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
 
 
-def _backbone(kind: str, profile: Profile) -> Any:
-    if kind == "all_yes":
-        from .reference import AllYes
+def _backbone_class(kind: str) -> type:
+    """The class behind a backbone kind, imported only when that kind is used."""
+    if kind in ("all_yes", "tfidf"):
+        from .reference import AllYes, TfidfPair
 
-        return AllYes()
-    if kind == "tfidf":
-        from .reference import TfidfPair
-
-        return TfidfPair(seed=profile.seed)
+        return AllYes if kind == "all_yes" else TfidfPair
     if kind == "bi_encoder":
         from .embeddings import BiEncoderPair
 
-        return BiEncoderPair(profile.encoder.model, profile.encoder.max_length, seed=profile.seed)
+        return BiEncoderPair
     if kind == "encoder":
         from .encoder import CrossEncoder
 
-        return CrossEncoder(profile.encoder, seed=profile.seed)
+        return CrossEncoder
     if kind == "llm":
         from .causal_lm import CausalLMScorer
 
-        return CausalLMScorer(profile.llm, seed=profile.seed)
+        return CausalLMScorer
     raise ValueError(f"unknown backbone {kind!r} (known: {', '.join(KINDS)})")
+
+
+def _backbone(kind: str, profile: Profile) -> Any:
+    cls = _backbone_class(kind)
+    if kind == "all_yes":
+        return cls()
+    if kind == "tfidf":
+        return cls(seed=profile.seed)
+    if kind == "bi_encoder":
+        return cls(profile.encoder.model, profile.encoder.max_length, seed=profile.seed)
+    return cls(getattr(profile, kind), seed=profile.seed)
 
 
 class RelevanceModel:
@@ -91,7 +99,7 @@ class RelevanceModel:
         model.profile = Profile.model_validate(meta["profile"])
         model.builder = PromptBuilder.from_state(meta["builder"])
         if model.kind in ("encoder", "llm"):
-            model.backbone = type(_backbone(model.kind, model.profile)).load(directory / "backbone")
+            model.backbone = _backbone_class(model.kind).load(directory / "backbone")  # no base model loaded twice
         else:
             model.backbone = pickle.loads((directory / "backbone.pkl").read_bytes())
         return model

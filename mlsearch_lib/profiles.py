@@ -80,8 +80,27 @@ class LLMConfig(_Strict):
     cutoff_len: int = 1024
     load_in_4bit: bool = False
     bf16: bool = False
+    gradient_checkpointing: bool = False  # recompute each layer in backward: ~L x less activation memory
     max_train_rows: int | None = None
     score_batch_size: int = 16
+    engine: Literal["transformers", "vllm"] = "transformers"  # scoring engine; vllm: the optional gpu extra
+    tensor_parallel_size: int = 1  # vllm scoring: GPUs one model is split over
+
+
+class GenerationConfig(_Strict):
+    """Description generation (DG) and query translation (QT): engine, sampling, how many rows."""
+
+    engine: Literal["transformers", "vllm"] = "transformers"  # vllm: the optional gpu extra
+    model: str = "google/gemma-3-270m"
+    tensor_parallel_size: int = 1  # vllm only
+    temperature: float = 0.2  # the seed's DG sampling
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    qt_max_new_tokens: int = 32
+    batch_size: int = 8
+    dg_rows: int | None = None  # QI rows described (a sample); None = every row
+    qt_rows: int | None = None  # non-English queries translated per task; None = every one
+    template: str = "generation"  # a file in mlsearch_lib/templates/
 
 
 class ValidationConfig(_Strict):
@@ -121,6 +140,7 @@ class Profile(_Strict):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import Task, load_training
+from .data import Task, load_training, stratified_sample
 from .folds import OFFICIAL_TRAIN_LANGUAGES, grouped_folds, trainable
 from .metrics import by_language, scores
 from .paths import build_dir, ensure
 from .profiles import Profile
+from .prompts import TAG_COLUMNS
 from .relevance import LABELS, RelevanceModel, cross_validate
 from .thresholds import Thresholds, best_f1_threshold
 
@@ -27,9 +28,39 @@ def model_kinds(profile: Profile) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def prepare(task: Task, profile: Profile) -> tuple[pd.DataFrame, np.ndarray]:
-    """The task's training rows (sampled per profile) and their query-grouped folds."""
+def tags_path(profile: Profile, task: str, name: str) -> Path:
+    """``build/<profile>/tags/<task>_<name>.csv``: per-row tags (SIT, DG, QT) keyed by ``id``."""
+    return ensure(run_dir(profile) / "tags") / f"{task}_{name}.csv"
+
+
+def save_tags(profile: Profile, task: str, name: str, frame: pd.DataFrame) -> Path:
+    """Write tags that :func:`prepare` attaches to every later notebook's rows."""
+    path = tags_path(profile, task, name)
+    frame.to_csv(path.with_suffix(".tmp"), index=False)
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+def attach_tags(df: pd.DataFrame, task: str, profile: Profile) -> pd.DataFrame:
+    """``df`` plus the tag columns notebooks 02 and 03 saved (empty string where a row has none)."""
+    df, key = df.copy(), df["id"].astype(str)  # ids are numbers in some files, strings in others
+    for path in sorted(tags_path(profile, task, "x").parent.glob(f"{task}_*.csv")):
+        tags = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
+        for col in (c for c in tags.columns if c in TAG_COLUMNS):
+            df[col] = key.map(tags[col]).to_numpy()
+    for col in TAG_COLUMNS:
+        if col in df:
+            df[col] = df[col].fillna("")
+    return df
+
+
+def prepare(task: Task, profile: Profile, max_rows: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The task's training rows (sampled per profile, then to ``max_rows``), with their tags,
+    and their query-grouped folds."""
     df = load_training(task, profile.data, profile.seed)
+    if max_rows is not None:
+        df = stratified_sample(df, max_rows, profile.seed).reset_index(drop=True)
+    df = attach_tags(df, task, profile)
     return df, grouped_folds(df, profile.validation.folds, profile.seed)
 
 

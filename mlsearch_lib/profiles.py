@@ -130,6 +130,30 @@ class RefineConfig(_Strict):
     min_weight: float = 0.2  # floor of a down-weighted row's training weight
 
 
+Flag = Literal["qr", "lt", "hct", "sit", "dg", "qt", "icl", "cot"]
+
+
+def _seed_arms() -> dict[str, dict[str, list[Flag]]]:
+    """The seed's Table 4 arms, plus the "none" arm it omitted."""
+    return {"QC": {"none": [], "LT": ["lt"], "HCT": ["hct"], "LT+HCT": ["lt", "hct"], "QR+LT+HCT": ["qr", "lt", "hct"]},
+            "QI": {"none": [], "LT": ["lt"], "SIT": ["sit"], "DG": ["dg"], "LT+SIT+DG": ["lt", "sit", "dg"],
+                   "QR+LT+SIT+DG": ["qr", "lt", "sit", "dg"]}}
+
+
+class AblationConfig(_Strict):
+    """Notebook 06: arms (named sets of components) and backbones, all on the same rows and folds."""
+
+    backbone: Backbone = "bi_encoder"  # trains every arm
+    arms: dict[Literal["QC", "QI"], dict[str, list[Flag]]] = Field(default_factory=_seed_arms)
+    always: list[Flag] = Field(default_factory=list)  # components on in every arm (e.g. icl, cot for an LLM)
+    qr_action: Literal["drop", "down-weight"] = "down-weight"  # what the QR flag does to flagged rows
+    # Table 3: backbones compared with the profile's prompt; causal LMs beyond ``llm.model`` by label
+    backbones: list[Literal["all_yes", Backbone]] = Field(default_factory=lambda: ["all_yes", "tfidf", "bi_encoder", "encoder", "llm"])
+    llm_models: dict[str, str] = Field(default_factory=dict)
+    # a stratified sample of the prepared rows (every arm uses the same); None = all rows
+    max_rows: dict[Literal["QC", "QI"], int | None] = Field(default_factory=lambda: {"QC": None, "QI": None})
+
+
 class Profile(_Strict):
     name: str
     seed: int = 13
@@ -143,6 +167,7 @@ class Profile(_Strict):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
+    ablation: AblationConfig = Field(default_factory=AblationConfig)
 
 
 class ProfileError(ValueError):

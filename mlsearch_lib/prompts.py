@@ -23,6 +23,8 @@ from .profiles import PromptConfig
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 ANSWERS = {1: "yes", 0: "no"}
+#: Row columns filled by notebooks 02/03 (SIT, DG, QT) and the prompt flag that reads each.
+TAG_COLUMNS = {"sit": "sit", "dg_tags": "dg", "dg_desc": "dg", "query_en": "qt"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class PromptBuilder:
         self.template = load_template(cfg.template)
         # language -> label -> up to two candidate examples (normalised query, query text, item text)
         self.examples: dict[str, dict[int, list[tuple[str, str, str]]]] = {}
+
+    def used_columns(self) -> list[str]:
+        """Tag columns this configuration reads: they change the model's inputs."""
+        return [col for col, flag in TAG_COLUMNS.items() if getattr(self.cfg, flag)]
 
     # -- components -------------------------------------------------------------------------
     def query_text(self, row: dict[str, Any]) -> str:

@@ -112,7 +112,8 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
     settings = {"kind": kind, "task": task, "seed": profile.seed, "prompt": profile.prompt.model_dump(),
                 "backbone": getattr(profile, kind).model_dump() if kind in ("encoder", "llm") else None}
     h.update(json.dumps(settings, sort_keys=True).encode())
-    for arr in (df["id"].astype(str).to_numpy(), df["label"].to_numpy(), folds, train_mask):
+    tags = [df[c].astype(str).to_numpy() for c in PromptBuilder(task, profile.prompt).used_columns() if c in df]
+    for arr in (df["id"].astype(str).to_numpy(), df["label"].to_numpy(), folds, train_mask, *tags):
         h.update(np.ascontiguousarray(arr).tobytes() if arr.dtype != object else "\x00".join(arr).encode())
     if weights is not None:
         h.update(np.asarray(weights, dtype=np.float64).tobytes())

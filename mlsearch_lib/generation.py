@@ -67,17 +67,19 @@ class _RowSampler:
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.temperature, self.top_p = temperature, top_p
 
+    #: candidates per step: the top-p set lies far inside the top 1,024 tokens at these temperatures,
+    #: and sorting 1,024 instead of a 262k vocabulary keeps sampling cheap
+    candidates = 1024
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.temperature <= 0:
             return scores  # greedy
-        scores = scores.float() / self.temperature
-        ordered, idx = scores.sort(dim=-1, descending=True)
-        probs = ordered.softmax(-1)
-        ordered = ordered.masked_fill(probs.cumsum(-1) - probs > self.top_p, float("-inf"))
-        scores = torch.full_like(scores, float("-inf")).scatter(-1, idx, ordered)
-        u = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators]).clamp(1e-12, 1 - 1e-7)
-        gumbel = -torch.log(-torch.log(u))
-        return scores + gumbel.to(scores.device)
+        top, idx = (scores.float() / self.temperature).topk(min(self.candidates, scores.shape[-1]), dim=-1)
+        probs = top.softmax(-1)
+        top = top.masked_fill(probs.cumsum(-1) - probs > self.top_p, float("-inf"))
+        u = torch.stack([torch.rand(top.shape[-1], generator=g) for g in self.generators]).clamp(1e-12, 1 - 1e-7)
+        noisy = top + (-torch.log(-torch.log(u))).to(top.device)
+        return torch.full_like(scores, float("-inf"), dtype=noisy.dtype).scatter(-1, idx, noisy)
 
 
 class TransformersGenerator:

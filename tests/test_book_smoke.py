@@ -64,6 +64,21 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
         gold = pd.read_json(build / "submissions" / f"holdout_{task}_gold.txt", lines=True)
         assert sub["id"].tolist() == gold["id"].tolist() and set(sub["prediction"]) <= {0, 1}
         assert 0 <= metrics["05_prediction"][f"{task}_holdout_f1"] <= 1
+    # 03: generated descriptions cached (a second call generates nothing) and attached as tags
+    dg = pd.read_csv(tables / "03_dg_summary.csv", index_col=0)
+    assert dg.loc["first call", "generated"] == 6 and dg.loc["second call (cache)", "cache hit rate"] == 1.0
+    assert 0 <= metrics["03_description_generation"]["QI_dg_parse_failure_rate"] <= 1
+    assert len(pd.read_csv(build / "tags" / "QI_dg.csv")) == 6 and (build / "tags" / "QC_qt.csv").exists()
+    # 06: Tables 3 and 4 analogs with fold error bars and the seed's numbers beside ours
+    for task, arms in (("QC", ["none", "LT", "HCT", "LT+HCT", "QR+LT+HCT"]),
+                       ("QI", ["none", "LT", "SIT", "DG", "LT+SIT+DG", "QR+LT+SIT+DG"])):
+        t4 = pd.read_csv(tables / f"06_table4_{task}.csv", index_col=0)
+        assert list(t4.index) == arms and t4["roc_auc std"].notna().all() and t4.iloc[1:, -1].notna().all()
+        t3 = pd.read_csv(tables / f"06_table3_{task}.csv", index_col=0)
+        assert {"e5 cross-encoder", "google/gemma-3-270m + LoRA", "Qwen2.5-14B"} <= set(t3.index)
+    unseen = pd.read_csv(tables / "06_unseen_arms_QC.csv", index_col=0)
+    assert unseen["rows"].iloc[0] == int(rows.loc[["ar", "de", "it", "pl"], "QC train"].sum())
+    assert (out / "figures" / "06_table4_deltas.png").exists()
     # same profile, same seed, fresh build dir (no cached folds) -> identical tables
     os.environ["MLSEARCH_OUTPUT_ROOT"] = str(isolated_outputs / "again")
     os.environ["MLSEARCH_BUILD_DIR"] = str(isolated_outputs / "build_again")

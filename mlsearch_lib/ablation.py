@@ -132,7 +132,10 @@ def with_seed_numbers(table: pd.DataFrame, task: Task, which: str) -> pd.DataFra
     published = seed_results()[which]
     values = {name: v[task] for name, v in published.items()} if which == "table3" else published.get(task, {})
     theirs = pd.Series(values, dtype=float, name="seed's F1 (theirs: private test, Qwen2.5-14B)")
-    return table.join(theirs, how="outer" if which == "table3" else "left")
+    out = table.join(theirs)
+    if which == "table3":  # their model rows after ours
+        out = pd.concat([out, theirs.drop(table.index, errors="ignore").to_frame()])
+    return out.rename_axis(table.index.name)
 
 
 def unseen_mask(df: pd.DataFrame, profile: Profile) -> np.ndarray:

@@ -72,4 +72,5 @@ def test_table3_rows_and_seed_numbers(tiny):
     assert runs["Qwen2.5-7B-Instruct + LoRA"][1].llm.model == "Qwen/Qwen2.5-7B-Instruct"
     table = pd.DataFrame({"roc_auc": [0.6]}, index=pd.Index(["TF-IDF char n-gram + LR"], name="arm"))
     seeded = ablation.with_seed_numbers(table, "QI", "table3")
+    assert seeded.index[0] == "TF-IDF char n-gram + LR" and seeded.index.name == "arm"  # ours first, theirs after
     assert seeded.loc["Qwen2.5-14B"].iloc[-1] == pytest.approx(0.8667) and np.isnan(seeded.loc["Qwen2.5-14B", "roc_auc"])

@@ -12,7 +12,9 @@ Design choices, all about skipping work a 2-core CPU cannot afford:
 * **Loss = 2-class cross-entropy at the answer position.** The training example is the prompt
   followed by the answer token; the loss is on the answer token only, restricted to {no, yes}
   (weighted by row weights). The answer token itself need not be fed: its prediction comes from
-  the position before it, so the input is the prompt alone.
+  the position before it, so the input is the prompt alone. Training runs the model's own
+  ``forward`` (so DDP and FSDP wrappers see every step) and projects only each row's last real
+  position (``logits_to_keep``): one vocabulary row per example, small next to the decoder.
 * **Prefix KV cache when scoring.** Prompts are grouped by ``prefix``; each distinct prefix is
   encoded once and its ``DynamicCache`` copied per batch, so only the bodies are run. Prefix and
   body are tokenised separately everywhere (training, scoring with and without the cache), so the
@@ -27,6 +29,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,41 @@ def two_token_logits(hidden: torch.Tensor, out_weight: torch.Tensor, token_ids: 
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     return logits.float()
+
+
+def answer_token_ids(tokenizer: Any, name: str = "") -> tuple[int, int]:
+    """Ids of the single tokens ``tokenizer`` gives for "no" / "yes" after :data:`RESPONSE_CUE`.
+
+    Shared by every scoring engine, so all read the same two.
+    """
+    cue = tokenizer(RESPONSE_CUE, add_special_tokens=False).input_ids
+    for space in ("", " "):
+        ids = []
+        for answer in (ANSWERS[0], ANSWERS[1]):
+            full = tokenizer(RESPONSE_CUE + space + answer, add_special_tokens=False).input_ids
+            if full[:len(cue)] == cue and len(full) == len(cue) + 1:
+                ids.append(full[-1])
+        if len(ids) == 2:
+            return ids[0], ids[1]
+    raise AssertionError(f"{name or 'tokenizer'}: 'yes'/'no' are not single tokens after {RESPONSE_CUE!r}")
+
+
+def answer_rows(head: torch.nn.Module, token_ids: Sequence[int]) -> torch.Tensor:
+    """Rows ``token_ids`` of the output projection ``head``, LoRA delta included when it is adapted.
+
+    With ``lm_head`` among the LoRA targets (the seed's setup) the head is a peft LoRA layer whose
+    ``weight`` is the frozen base weight only; the effective rows are ``W[ids] + s * B[ids] @ A``.
+    """
+    ids = list(token_ids)
+    rows = getattr(head, "base_layer", head).weight[ids]
+    lora_a = getattr(head, "lora_A", None)
+    if lora_a is None or getattr(head, "merged", False) or getattr(head, "disable_adapters", False):
+        return rows
+    for name in head.active_adapters:
+        if name in lora_a:
+            delta = head.lora_B[name].weight[ids] @ lora_a[name].weight
+            rows = rows + (head.scaling[name] * delta).to(rows.dtype)
+    return rows
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -125,22 +163,12 @@ class CausalLMScorer:
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
             kwargs["device_map"] = {"": str(self.device)}
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        if not self.cfg.load_in_4bit:
+        if not self.cfg.load_in_4bit and not _fsdp_launch():  # under FSDP the wrapper places the shards
             model.to(self.device)
         return model.eval()
 
     def _answer_token_ids(self) -> tuple[int, int]:
-        """Ids of the single tokens the tokenizer gives for "no" / "yes" after :data:`RESPONSE_CUE`."""
-        cue = self.tokenizer(RESPONSE_CUE, add_special_tokens=False).input_ids
-        for space in ("", " "):
-            ids = []
-            for answer in (ANSWERS[0], ANSWERS[1]):
-                full = self.tokenizer(RESPONSE_CUE + space + answer, add_special_tokens=False).input_ids
-                if full[:len(cue)] == cue and len(full) == len(cue) + 1:
-                    ids.append(full[-1])
-            if len(ids) == 2:
-                return ids[0], ids[1]
-        raise AssertionError(f"{self.cfg.model}: 'yes'/'no' are not single tokens after {RESPONSE_CUE!r}")
+        return answer_token_ids(self.tokenizer, self.cfg.model)
 
     # -- tokens -------------------------------------------------------------------------------
     def _prefix(self, prefix: str) -> list[int]:
@@ -188,8 +216,21 @@ class CausalLMScorer:
         last = body_mask.sum(dim=1) - 1
         hidden = states[torch.arange(len(last), device=last.device), last]
         base = _unwrap(model)
-        return two_token_logits(hidden, base.get_output_embeddings().weight, self.answer_ids,
-                                getattr(base.config, "final_logit_softcapping", None))
+        rows = answer_rows(base.get_output_embeddings(), self.answer_ids)
+        return two_token_logits(hidden, rows, (0, 1), getattr(base.config, "final_logit_softcapping", None))
+
+    def train_logits(self, model: torch.nn.Module, input_ids: torch.Tensor,
+                     attention_mask: torch.Tensor) -> torch.Tensor:
+        """[no, yes] logits from ``model``'s own forward, as training needs them.
+
+        Going through ``forward`` (not the decoder inside it, as :meth:`answer_logits` does) keeps
+        DDP's gradient hooks and FSDP's parameter gathering in the loop and applies a LoRA on
+        ``lm_head``; ``logits_to_keep`` projects only each row's last real position.
+        """
+        last = attention_mask.sum(dim=1) - 1
+        out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=last[:, None],
+                    use_cache=False)
+        return out.logits[:, -1, list(self.answer_ids)].float()
 
     # -- training -----------------------------------------------------------------------------
     def _wrap_lora(self) -> None:
@@ -227,10 +268,17 @@ class CausalLMScorer:
             evaluate = lambda: self.predict_proba(eval_prompts, progress=False)  # noqa: E731
         hp = dict(lr=self.cfg.lr, weight_decay=0.0, warmup_ratio=self.cfg.warmup_ratio, epochs=self.cfg.epochs,
                   batch_size=self.cfg.batch_size, grad_accum=self.cfg.grad_accum, scheduler=self.cfg.scheduler,
-                  bf16=self.cfg.bf16)
+                  bf16=self.cfg.bf16, gradient_checkpointing=self.cfg.gradient_checkpointing)
+        if torch.cuda.is_available():  # memory plan: fail now, saying what to change, not with an OOM mid-epoch
+            from .memory_plan import check_config
+
+            check_config(self.cfg, self.device, _unwrap(self.model).config.to_dict(), world_size=_world_size(),
+                         fsdp=_fsdp_launch(), profile=getattr(self, "profile_name", None))
         trainer_cls = type("_AnswerTokenTrainer", (_AnswerTokenTrainer,), {"scorer": self})
-        return run_trainer(trainer_cls, self.model, rows, self._collate, hp, self.seed, output_dir, tag,
-                           max_steps=max_steps, save_steps=save_steps, evaluate=evaluate, eval_labels=eval_labels)
+        result = run_trainer(trainer_cls, self.model, rows, self._collate, hp, self.seed, output_dir, tag,
+                             max_steps=max_steps, save_steps=save_steps, evaluate=evaluate, eval_labels=eval_labels)
+        self._full_state_dict = result.pop("full_state_dict", None)  # FSDP only: gathered for save()
+        return result
 
     # -- scoring ------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -320,7 +368,9 @@ class CausalLMScorer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if hasattr(self.model, "peft_config"):
-            self.model.save_pretrained(directory)
+            # save_embedding_layers=False: a LoRA on lm_head must not copy the frozen V x h head into the adapter
+            self.model.save_pretrained(directory, state_dict=getattr(self, "_full_state_dict", None),
+                                       save_embedding_layers=False)
         self.tokenizer.save_pretrained(directory)
         write_meta(directory, self.kind, self.cfg.model_dump(), self.seed)
         return directory
@@ -338,12 +388,22 @@ class CausalLMScorer:
         return self
 
 
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _fsdp_launch() -> bool:
+    """Launched by ``accelerate launch`` with an FSDP config (it sets this variable)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").strip().lower() in {"1", "true", "yes"}
+
+
 class _AnswerTokenTrainer(Trainer):
     """Trainer whose loss is the weighted 2-class ({no, yes}) cross-entropy at the answer position."""
 
     scorer: CausalLMScorer  # set by CausalLMScorer.fit
+    loss_is_scaled_for_ga = False  # compute_loss gives a micro-batch mean: the Trainer divides by grad_accum
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
-        logits = self.scorer.answer_logits(model, inputs["input_ids"], inputs["attention_mask"])
+        logits = self.scorer.train_logits(model, inputs["input_ids"], inputs["attention_mask"])
         loss = weighted_cross_entropy(logits, inputs["labels"], inputs.get("weight"))
         return (loss, {"logits": logits}) if return_outputs else loss

@@ -118,8 +118,10 @@ class CrossEncoder:
         args = dict(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, warmup_ratio=self.cfg.warmup_ratio,
                     epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, grad_accum=1, scheduler="linear",
                     bf16=False)
-        return run_trainer(_WeightedTrainer, self.model, rows, self._collate, args, self.seed, output_dir, tag,
-                           max_steps=max_steps, save_steps=save_steps, evaluate=evaluate, eval_labels=eval_labels)
+        result = run_trainer(_WeightedTrainer, self.model, rows, self._collate, args, self.seed, output_dir, tag,
+                             max_steps=max_steps, save_steps=save_steps, evaluate=evaluate, eval_labels=eval_labels)
+        self._full_state_dict = result.pop("full_state_dict", None)  # FSDP only: gathered for save()
+        return result
 
     # -- scoring ------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -153,7 +155,7 @@ class CrossEncoder:
         """Weights (or only the LoRA adapter + head), tokenizer and the config needed by :meth:`load`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
+        self.model.save_pretrained(directory, state_dict=getattr(self, "_full_state_dict", None))
         self.tokenizer.save_pretrained(directory)
         write_meta(directory, self.kind, self.cfg.model_dump(), self.seed)
         return directory
@@ -185,6 +187,8 @@ class CrossEncoder:
 
 class _WeightedTrainer(Trainer):
     """Trainer whose loss is the row-weighted cross-entropy of the 2-class logits."""
+
+    loss_is_scaled_for_ga = False  # compute_loss gives a micro-batch mean: the Trainer divides by grad_accum
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
         inputs = dict(inputs)
@@ -304,6 +308,11 @@ def run_trainer(trainer_cls: type[Trainer], model: torch.nn.Module, rows: list[d
 
     A checkpoint is resumed only when ``output_dir`` was written by the same job (same data,
     config and seed: ``tag``); stale checkpoints of another job are removed first.
+
+    Under a distributed launch (DDP/FSDP) every process calls this; only the main process
+    cleans ``output_dir`` and writes the fingerprint (the others wait, then read the same
+    decision), and the Trainer checkpoints on the main process only. With FSDP the result also
+    holds ``full_state_dict``, the gathered weights, for the caller's ``save``.
     """
     bs, accum = int(hp["batch_size"]), int(hp["grad_accum"])
     steps_per_epoch = math.ceil(len(rows) / (bs * accum))
@@ -315,17 +324,6 @@ def run_trainer(trainer_cls: type[Trainer], model: torch.nn.Module, rows: list[d
     else:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-    resume = None
-    if output_dir is not None:
-        stamp = out / FINGERPRINT_FILE
-        last = get_last_checkpoint(str(out))
-        if last and stamp.is_file() and stamp.read_text().strip() == tag:
-            resume = last
-        elif last:
-            log.warning("%s holds checkpoints of another training job; starting afresh", out)
-            for ck in out.glob("checkpoint-*"):
-                shutil.rmtree(ck, ignore_errors=True)
-        stamp.write_text(tag + "\n")
     seed_everything(seed)
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=bs, gradient_accumulation_steps=accum,
@@ -337,7 +335,22 @@ def run_trainer(trainer_cls: type[Trainer], model: torch.nn.Module, rows: list[d
         save_total_limit=1, seed=seed, data_seed=seed, report_to=[], disable_tqdm=False,
         dataloader_num_workers=0, remove_unused_columns=False, label_names=["labels"],
         use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=bool(hp.get("gradient_checkpointing", False)),
+        gradient_checkpointing_kwargs={"use_reentrant": False},
     )
+    resume = None
+    if output_dir is not None:
+        with args.main_process_first(desc="checkpoint fingerprint"):  # a no-op in a single process
+            stamp = out / FINGERPRINT_FILE
+            last = get_last_checkpoint(str(out))
+            if last and stamp.is_file() and stamp.read_text().strip() == tag:
+                resume = last
+            elif last:
+                log.warning("%s holds checkpoints of another training job; starting afresh", out)
+                for ck in out.glob("checkpoint-*"):
+                    shutil.rmtree(ck, ignore_errors=True)
+            if args.should_save:
+                stamp.write_text(tag + "\n")
     callbacks = []
     if evaluate is not None and eval_labels is not None:
         callbacks.append(_EvalCallback(evaluate, eval_labels, every=max(1, total // 10)))
@@ -349,9 +362,12 @@ def run_trainer(trainer_cls: type[Trainer], model: torch.nn.Module, rows: list[d
         if tmp is not None:
             tmp.cleanup()
     model.eval()
-    return {"history": learning_curve(trainer.state.log_history), "resumed_from": resume,
-            "global_step": int(trainer.state.global_step), "train_rows": len(rows),
-            "train_seconds": round(time.perf_counter() - t0, 2), "train_loss": float(result.training_loss)}
+    res = {"history": learning_curve(trainer.state.log_history), "resumed_from": resume,
+           "global_step": int(trainer.state.global_step), "train_rows": len(rows),
+           "train_seconds": round(time.perf_counter() - t0, 2), "train_loss": float(result.training_loss)}
+    if getattr(trainer, "is_fsdp_enabled", False):  # sharded weights: gather them (every rank takes part)
+        res["full_state_dict"] = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    return res
 
 
 def learning_curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

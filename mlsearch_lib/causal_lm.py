@@ -74,7 +74,7 @@ def two_token_logits(hidden: torch.Tensor, out_weight: torch.Tensor, token_ids: 
 def answer_token_ids(tokenizer: Any, name: str = "") -> tuple[int, int]:
     """Ids of the single tokens ``tokenizer`` gives for "no" / "yes" after :data:`RESPONSE_CUE`.
 
-    Shared by every scoring engine, so all read the same two.
+    Shared by every scoring engine (:mod:`mlsearch_lib.vllm_backend` too), so all read the same two.
     """
     cue = tokenizer(RESPONSE_CUE, add_special_tokens=False).input_ids
     for space in ("", " "):
@@ -265,7 +265,7 @@ class CausalLMScorer:
         self._wrap_lora()
         evaluate = None
         if eval_prompts is not None and eval_labels is not None:
-            evaluate = lambda: self.predict_proba(eval_prompts, progress=False)  # noqa: E731
+            evaluate = lambda: self.predict_proba(eval_prompts, progress=False, engine="transformers")  # noqa: E731
         hp = dict(lr=self.cfg.lr, weight_decay=0.0, warmup_ratio=self.cfg.warmup_ratio, epochs=self.cfg.epochs,
                   batch_size=self.cfg.batch_size, grad_accum=self.cfg.grad_accum, scheduler=self.cfg.scheduler,
                   bf16=self.cfg.bf16, gradient_checkpointing=self.cfg.gradient_checkpointing)
@@ -283,12 +283,18 @@ class CausalLMScorer:
     # -- scoring ------------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_proba(self, prompts: Sequence[Prompt], use_prefix_cache: bool = True,
-                      batch_size: int | None = None, progress: bool = True) -> np.ndarray:
+                      batch_size: int | None = None, progress: bool = True, engine: str | None = None) -> np.ndarray:
         """p(yes) per prompt (float64, input order), one forward pass per batch.
 
         With ``use_prefix_cache`` each distinct prefix is run once and only bodies are run per
         batch. ``last_score_stats`` records rows, batches and tokens processed (pads included).
+        ``engine`` (default: the profile's ``llm.engine``) ``"vllm"`` hands the same token ids to
+        :mod:`mlsearch_lib.vllm_backend` (the optional gpu extra).
         """
+        if (engine or self.cfg.engine) == "vllm":  # optional gpu extra: the same token ids, scored by vLLM
+            from .vllm_backend import vllm_scorer_for
+
+            return vllm_scorer_for(self).score_token_ids([pre + body for pre, body in self._encode(prompts)])
         was_training = self.model.training
         self.model.eval()
         bs = batch_size or self.cfg.score_batch_size

@@ -18,8 +18,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from .data import ITEM_FIELD, Task
-from .experiments import prepare, run_dir
-from .folds import OFFICIAL_TRAIN_LANGUAGES, trainable
+from .experiments import prepare, run_dir, train_mask
 from .metrics import scores
 from .profiles import Profile
 from .refine import apply_action, flag_rows
@@ -41,11 +40,6 @@ def rows(task: Task, profile: Profile) -> tuple[pd.DataFrame, np.ndarray]:
     return prepare(task, profile, profile.ablation.max_rows.get(task))
 
 
-def _train_mask(df: pd.DataFrame, profile: Profile, setting: str) -> np.ndarray:
-    langs = profile.validation.train_languages
-    return trainable(df, (langs or OFFICIAL_TRAIN_LANGUAGES) if setting == "official" else langs)
-
-
 def qr_weights(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray) -> np.ndarray:
     """Training weights after quality refinement: the refine rules on out-of-fold p(yes) of
     ``refine.model``, then ``ablation.qr_action`` (drop = weight 0, or down-weight)."""
@@ -57,7 +51,7 @@ def qr_weights(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray
 def run_arms(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, setting: str = "all") -> dict[str, np.ndarray]:
     """Out-of-fold p(yes) of ``ablation.backbone`` per arm of ``task``."""
     arms = profile.ablation.arms.get(task, {})
-    mask = _train_mask(df, profile, setting)
+    mask = train_mask(df, profile, setting)
     weights = qr_weights(task, profile, df, folds) if any("qr" in f for f in arms.values()) else None
     out = {}
     for name, flags in tqdm(arms.items(), desc=f"{task} arms ({setting})"):
@@ -77,7 +71,7 @@ def backbone_runs(profile: Profile, kinds: list[str] | None = None) -> dict[str,
 def run_backbones(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, setting: str = "all",
                   kinds: list[str] | None = None) -> dict[str, np.ndarray]:
     """Out-of-fold p(yes) per Table 3 row, with the profile's own prompt components."""
-    mask = _train_mask(df, profile, setting)
+    mask = train_mask(df, profile, setting)
     out = {}
     for label, (kind, prof) in tqdm(backbone_runs(profile, kinds).items(), desc=f"{task} backbones ({setting})"):
         out[label], _ = cross_validate(kind, task, prof, df, folds, run_dir(profile) / "folds", mask, log=lambda s: None)
@@ -140,4 +134,4 @@ def with_seed_numbers(table: pd.DataFrame, task: Task, which: str) -> pd.DataFra
 
 def unseen_mask(df: pd.DataFrame, profile: Profile) -> np.ndarray:
     """Rows in languages the official setting never trains on (ar de it pl in QC)."""
-    return ~df["language"].isin(profile.validation.train_languages or OFFICIAL_TRAIN_LANGUAGES).to_numpy()
+    return ~train_mask(df, profile, "official")

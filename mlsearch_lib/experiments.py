@@ -28,14 +28,14 @@ def model_kinds(profile: Profile) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def tags_path(profile: Profile, task: str, name: str) -> Path:
-    """``build/<profile>/tags/<task>_<name>.csv``: per-row tags (SIT, DG, QT) keyed by ``id``."""
-    return ensure(run_dir(profile) / "tags") / f"{task}_{name}.csv"
+def tags_dir(profile: Profile) -> Path:
+    """``build/<profile>/tags/``: per-row tags (SIT, DG, QT) as ``<task>_<name>.csv`` keyed by ``id``."""
+    return ensure(run_dir(profile) / "tags")
 
 
 def save_tags(profile: Profile, task: str, name: str, frame: pd.DataFrame) -> Path:
     """Write tags that :func:`prepare` attaches to every later notebook's rows."""
-    path = tags_path(profile, task, name)
+    path = tags_dir(profile) / f"{task}_{name}.csv"
     frame.to_csv(path.with_suffix(".tmp"), index=False)
     path.with_suffix(".tmp").replace(path)
     return path
@@ -44,7 +44,7 @@ def save_tags(profile: Profile, task: str, name: str, frame: pd.DataFrame) -> Pa
 def attach_tags(df: pd.DataFrame, task: str, profile: Profile) -> pd.DataFrame:
     """``df`` plus the tag columns notebooks 02 and 03 saved (empty string where a row has none)."""
     df, key = df.copy(), df["id"].astype(str)  # ids are numbers in some files, strings in others
-    for path in sorted(tags_path(profile, task, "x").parent.glob(f"{task}_*.csv")):
+    for path in sorted(tags_dir(profile).glob(f"{task}_*.csv")):
         tags = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
         for col in (c for c in tags.columns if c in TAG_COLUMNS):
             df[col] = key.map(tags[col]).to_numpy()
@@ -64,6 +64,13 @@ def prepare(task: Task, profile: Profile, max_rows: int | None = None) -> tuple[
     return df, grouped_folds(df, profile.validation.folds, profile.seed)
 
 
+def train_mask(df: pd.DataFrame, profile: Profile, setting: str = "all") -> np.ndarray:
+    """Rows a model may train on: ``validation.train_languages`` (all when unset), or in the
+    ``official`` setting those languages, defaulting to the official en es fr ja ko pt."""
+    langs = profile.validation.train_languages
+    return trainable(df, (langs or OFFICIAL_TRAIN_LANGUAGES) if setting == "official" else langs)
+
+
 def oof_path(profile: Profile, task: str, kind: str, setting: str = "all") -> Path:
     return ensure(run_dir(profile) / "oof") / f"{task}_{kind}_{setting}.csv"
 
@@ -75,8 +82,7 @@ def out_of_fold(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     ``setting="official"`` trains on ``validation.train_languages`` (default: the official
     en es fr ja ko pt) only and still predicts every row.
     """
-    langs = profile.validation.train_languages
-    mask = trainable(df, (langs or OFFICIAL_TRAIN_LANGUAGES) if setting == "official" else langs)
+    mask = train_mask(df, profile, setting)
     out = {}
     for kind in kinds:
         p, logs = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", mask, weights, log=lambda s: None)
@@ -217,7 +223,7 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     submission written for it is a genuine held-out check; otherwise every row trains.
     """
     train = np.ones(len(df), dtype=bool) if hold_out_fold is None else folds != hold_out_fold
-    train &= trainable(df, profile.validation.train_languages)
+    train &= train_mask(df, profile)
     model = RelevanceModel(profile.backbone, task, profile)
     directory = run_dir(profile) / "models" / task
     model.fit(df[train].reset_index(drop=True), output_dir=run_dir(profile) / "models" / f"{task}_ckpt")

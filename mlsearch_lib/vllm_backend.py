@@ -25,7 +25,6 @@ sampling settings) are plain functions, unit-tested on CPU.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import tempfile
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .generation import row_seed  # one seed per (seed, prompt), as the transformers engine
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,6 @@ def require_vllm() -> Any:
 
 
 # ============================================================== pure pieces (tested on CPU)
-
-
-def row_seed(seed: int, prompt: str) -> int:
-    """One sampling seed per (seed, prompt): the same rule as ``mlsearch_lib.generation``."""
-    return int.from_bytes(hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()[:8], "little") & (2**63 - 1)
 
 
 def generation_kwargs(params: Any, prompt: str) -> dict[str, Any]:

@@ -156,7 +156,7 @@ class CausalLMScorer:
 
         dtype = torch.bfloat16 if self.cfg.bf16 else torch.float32
         kwargs: dict[str, Any] = {"dtype": dtype}
-        if self.cfg.load_in_4bit:  # bitsandbytes is optional (GPU extra); it also runs, slowly, on CPU
+        if self.cfg.load_in_4bit:  # bitsandbytes (>= 0.48) quantises on CPU as well as CUDA
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(

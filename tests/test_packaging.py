@@ -32,7 +32,7 @@ def test_environment_yml_matches_pyproject():
 
 def test_cpu_extra_pins_the_local_torch_wheel():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert extras["cpu"] == ["torch==2.13.0"]
+    assert "torch==2.13.0" in extras["cpu"] and "bitsandbytes" in _names(extras["cpu"])  # 4-bit runs on CPU
     assert {"vllm", "bitsandbytes"} <= set(_names(extras["gpu"]))
 
 

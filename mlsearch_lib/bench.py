@@ -35,39 +35,28 @@ import pandas as pd
 import torch
 
 from .paths import data_file, ensure, figures_dir, reports_dir
-from .profiles import EncoderConfig, LLMConfig
-from .prompts import Prompt
+from .profiles import EncoderConfig, LLMConfig, PromptConfig
+from .prompts import PromptBuilder
 
 SEED = 13
 PROJECT_ROWS = (1_000, 4_000, 16_000)
 
 
-# ------------------------------------------------------------------------- prompts (stand-in)
-
-_INSTRUCTION = ("Below is a search query from an e-commerce site and a product category path. "
-                "Decide whether the category is relevant to the query. Answer yes or no.")
-_EXAMPLES = (("[LANG=en] iphone 13 case", "phones & telecommunications accessories,mobile phone accessories,"
-              "mobile phone cases & covers", "yes"),
-             ("[LANG=es] zapatillas running hombre", "home & garden,kitchen,dining & bar,cookware", "no"))
-_GUIDELINES = ("Answer yes if a shopper searching for the query would expect products from this category.",
-               "The deepest level matters most; a matching top level with a wrong leaf is no.",
-               "Queries may be in any language; judge the meaning, not the spelling.")
+# ------------------------------------------------------------------------------------ inputs
 
 
-def _bench_prompts(df: pd.DataFrame) -> list[Prompt]:
-    """Seed-style prompts (instruction, one yes and one no example, guidelines; ~150 tokens shared).
+def bench_inputs(df_all: pd.DataFrame, rows: int, prompt: PromptConfig | None = None,
+                 extra: int = 0) -> tuple[pd.DataFrame, PromptBuilder, pd.DataFrame]:
+    """``rows`` benchmark rows, the book's own :class:`PromptBuilder` (default: the seed's layout,
+    LT + HCT + ICL + CoT) fitted on the *other* rows, and ``extra`` more rows for warm-up.
 
-    A stand-in until the benchmark uses :class:`mlsearch_lib.prompts.PromptBuilder`.
+    The in-context examples come from rows outside the sample, per language, exactly as a training
+    fold supplies them: the benchmark scores the prompts the book trains and predicts with.
     """
-    examples = "".join(f"Query: {q}\nCategory: {c}\nAnswer: {a}\n\n" for q, c, a in _EXAMPLES)
-    guidelines = "".join(f"- {g}\n" for g in _GUIDELINES)
-    prefix = f"{_INSTRUCTION}\n\n### Options:\n{examples}{guidelines}\n"
-    return [Prompt(prefix, f"### Input:\nQuery: [LANG={r.language}] {r.origin_query}\nCategory: {r.category_path}"
-                           f"\n\n### Response:\n") for r in df.itertuples()]
-
-
-def _pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
-    return [(f"[LANG={r.language}] {r.origin_query}", r.category_path) for r in df.itertuples()]
+    sample = df_all.sample(n=min(rows + extra, len(df_all)), random_state=SEED)
+    builder = PromptBuilder("QC", prompt or PromptConfig(), SEED).fit(df_all.drop(index=sample.index))
+    sample = sample.reset_index(drop=True)
+    return sample.iloc[:rows].reset_index(drop=True), builder, sample.iloc[rows:].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -139,9 +128,9 @@ def run_scoring(rows: int = 256, quick: bool = False) -> dict[str, Any]:
     df_all = read_task_file(data_file("QC/train_QC.txt"), task="QC")
     if quick:
         rows = min(rows, 24)
-    df = df_all.sample(n=min(rows, len(df_all)), random_state=SEED).reset_index(drop=True)
+    df, builder, _ = bench_inputs(df_all, rows)
     labels = df["label"].to_numpy().astype(int)
-    prompts, pairs = _bench_prompts(df), _pairs(df)
+    prompts, pairs = builder.prompts(df), builder.pairs(df)
     print(f"benchmark on {len(df)} QC rows, {torch.get_num_threads()} torch threads", flush=True)
 
     peak = matmul_peak_gflops(seconds=0.5 if quick else 1.5)
@@ -212,7 +201,7 @@ def run_scoring(rows: int = 256, quick: bool = False) -> dict[str, Any]:
     growth["(a) sampled generation"] = {"measured": {len(df): res["methods"]["(a) sampled generation"]["seconds"]}}
     if not quick:  # e5 is cheap enough to measure at 1k rows outright
         more = df_all.sample(n=min(1000, len(df_all)), random_state=SEED + 1)
-        _, secs = _timed(lambda: enc.predict_proba(_pairs(more), progress=False))
+        _, secs = _timed(lambda: enc.predict_proba(builder.pairs(more), progress=False))
         growth["(d) e5-small cross-encoder"]["measured"][len(more)] = secs
     for name, g in growth.items():  # time = a + b * rows, fitted on the measured sizes
         ns = np.array(sorted(g["measured"]), dtype=float)
@@ -391,16 +380,16 @@ def run_gpu(profile: str = "gpu", model: str | None = None, rows: int = 512, qui
     from .profiles import load_profile
     from .vllm_backend import VLLMGenerator, VLLMScorer, make_llm
 
-    cfg = load_profile(profile).llm
+    prof = load_profile(profile)
+    cfg = prof.llm
     if model:
         cfg = cfg.model_copy(update={"model": model})
     rows = min(rows, 32) if quick else rows
     torch.manual_seed(SEED)
     df_all = read_task_file(data_file("QC/train_QC.txt"), task="QC")
-    sample = df_all.sample(n=min(rows + 16, len(df_all)), random_state=SEED).reset_index(drop=True)
-    df, warm = sample.iloc[:rows].reset_index(drop=True), sample.iloc[rows:].reset_index(drop=True)
+    df, builder, warm = bench_inputs(df_all, rows, prof.prompt, extra=16)
     labels = df["label"].to_numpy().astype(int)
-    prompts, warm_prompts = _bench_prompts(df), _bench_prompts(warm)
+    prompts, warm_prompts = builder.prompts(df), builder.prompts(warm)
     res: dict[str, Any] = {"profile": profile, "model": cfg.model, "rows": len(df), "quick": quick,
                            "tensor_parallel_size": tensor_parallel_size, "methods": {}}
 

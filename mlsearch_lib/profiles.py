@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .paths import PROJECT_ROOT
 
 PROFILES_DIR = PROJECT_ROOT / "profiles"
-Backbone = Literal["tfidf", "bi_encoder", "encoder", "llm"]
+Backbone = Literal["tfidf", "bi_encoder", "hybrid", "encoder", "llm"]
 
 
 class _Strict(BaseModel):

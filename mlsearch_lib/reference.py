@@ -39,8 +39,11 @@ class TfidfPair:
         cosine = sp.csr_matrix(np.asarray(overlap.sum(axis=1)))
         return sp.hstack([q, i, overlap, cosine]).tocsr()
 
-    def fit(self, pairs: list[tuple[str, str]], labels: np.ndarray, weights: np.ndarray | None = None) -> dict:
+    def fit_vocabulary(self, pairs: list[tuple[str, str]]) -> None:
         self.vectorizer.fit([a for a, _ in pairs] + [b for _, b in pairs])
+
+    def fit(self, pairs: list[tuple[str, str]], labels: np.ndarray, weights: np.ndarray | None = None) -> dict:
+        self.fit_vocabulary(pairs)
         self.clf.fit(self._features(pairs), np.asarray(labels).astype(int), sample_weight=weights)
         return {}
 

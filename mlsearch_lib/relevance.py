@@ -20,8 +20,9 @@ from .paths import ensure
 from .profiles import Profile
 from .prompts import PromptBuilder
 
-KINDS = ("all_yes", "tfidf", "bi_encoder", "encoder", "llm")
+KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "encoder", "llm")
 LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "bi_encoder": "frozen e5 embeddings + LR",
+          "hybrid": "TF-IDF + frozen e5 + LR",
           "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
 
 
@@ -31,10 +32,10 @@ def _backbone_class(kind: str) -> type:
         from .reference import AllYes, TfidfPair
 
         return AllYes if kind == "all_yes" else TfidfPair
-    if kind == "bi_encoder":
-        from .embeddings import BiEncoderPair
+    if kind in ("bi_encoder", "hybrid"):
+        from .embeddings import BiEncoderPair, HybridPair
 
-        return BiEncoderPair
+        return BiEncoderPair if kind == "bi_encoder" else HybridPair
     if kind == "encoder":
         from .encoder import CrossEncoder
 
@@ -52,7 +53,7 @@ def _backbone(kind: str, profile: Profile) -> Any:
         return cls()
     if kind == "tfidf":
         return cls(seed=profile.seed)
-    if kind == "bi_encoder":
+    if kind in ("bi_encoder", "hybrid"):
         return cls(profile.encoder.model, profile.encoder.max_length, seed=profile.seed)
     return cls(getattr(profile, kind), seed=profile.seed)
 

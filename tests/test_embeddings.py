@@ -1,0 +1,50 @@
+"""Frozen e5 embeddings (disk cache) and the hybrid TF-IDF + e5 pair model, on the offline e5-small."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlsearch_lib.embeddings import EmbeddingCache, HybridPair
+from mlsearch_lib.reference import TfidfPair
+
+MODEL = "intfloat/multilingual-e5-small"
+ROWS = [line.rstrip("\n").split("\t") for line in
+        (Path(__file__).parent / "fixtures" / "qc_pairs.tsv").read_text(encoding="utf-8").splitlines()]
+# each query with its own category (relevant) and with the next row's category (not relevant)
+PAIRS = [(q, c) for _, q, c in ROWS] + [(q, ROWS[(i + 7) % len(ROWS)][2]) for i, (_, q, _) in enumerate(ROWS)]
+LABELS = np.array([1] * len(ROWS) + [0] * len(ROWS))
+
+
+@pytest.fixture()
+def build(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("MLSEARCH_BUILD_DIR", str(tmp_path / "build"))
+    return tmp_path / "build"
+
+
+def test_embedding_cache_computes_each_text_once_and_survives_a_new_process(build, monkeypatch):
+    cache = EmbeddingCache(MODEL, max_length=32)
+    first = cache.embed(["query: lego", "query: 腕時計", "query: lego"])
+    assert first.shape == (3, 384) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(first[0], first[2])
+    again = EmbeddingCache(MODEL, max_length=32)  # a fresh object reads the disk store
+    monkeypatch.setattr(again, "_encode", lambda texts: pytest.fail(f"recomputed {texts}"))
+    np.testing.assert_array_equal(again.embed(["query: 腕時計", "query: lego"]), first[[1, 0]])
+
+
+def test_hybrid_is_tfidf_when_the_dense_block_is_off_and_differs_with_it(build):
+    tfidf = TfidfPair(seed=0, c=0.3)
+    tfidf.fit(PAIRS, LABELS)
+    plain = HybridPair(MODEL, 32, seed=0, c=0.3, dense_scale=0.0)
+    plain.fit(PAIRS, LABELS)
+    np.testing.assert_allclose(plain.predict_proba(PAIRS), tfidf.predict_proba(PAIRS), atol=1e-4)
+    hybrid = HybridPair(MODEL, 32, seed=0, c=0.3)
+    hybrid.fit(PAIRS, LABELS)
+    p = hybrid.predict_proba(PAIRS)
+    assert np.abs(p - tfidf.predict_proba(PAIRS)).max() > 1e-3  # the e5 block takes part
+    assert p[LABELS == 1].mean() > p[LABELS == 0].mean()  # and it learns the training pairs
+    restored = pickle.loads(pickle.dumps(hybrid))  # how RelevanceModel saves it
+    np.testing.assert_allclose(restored.predict_proba(PAIRS), p, atol=1e-12)

@@ -137,15 +137,13 @@ class CausalLMScorer:
     kind = "llm"
 
     def __init__(self, cfg: LLMConfig, seed: int):
-        from transformers import AutoTokenizer
-
-        from .models_offline import resolve_model
+        from .models_offline import load_tokenizer, resolve_model
 
         self.cfg, self.seed = cfg, seed
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         path = resolve_model(cfg.model)
         seed_everything(seed)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = load_tokenizer(path)
         self.model = self._load_base(path)
         self.answer_ids = self._answer_token_ids()  # (no, yes): class 0, class 1
         self._prefix_ids: dict[str, list[int]] = {}

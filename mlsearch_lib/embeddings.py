@@ -37,12 +37,12 @@ class EmbeddingCache:
 
     def _load(self) -> None:
         if self._model is None:
-            from transformers import AutoModel, AutoTokenizer
+            from transformers import AutoModel
 
-            from .models_offline import resolve_model
+            from .models_offline import load_tokenizer, resolve_model
 
             path = resolve_model(self.model_id)
-            self._tok = AutoTokenizer.from_pretrained(path)
+            self._tok = load_tokenizer(path)
             self._model = AutoModel.from_pretrained(path).eval()
 
     def _encode(self, texts: list[str]) -> np.ndarray:

@@ -48,15 +48,15 @@ class CrossEncoder:
     kind = "encoder"
 
     def __init__(self, cfg: EncoderConfig, seed: int):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
-        from .models_offline import resolve_model
+        from .models_offline import load_tokenizer, resolve_model
 
         self.cfg, self.seed = cfg, seed
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         path = resolve_model(cfg.model)
         seed_everything(seed)  # the classifier head (and LoRA A matrices) are initialised below
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = load_tokenizer(path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
         _reinit_empty_pooler(self.model)
         if cfg.lora:
@@ -162,14 +162,16 @@ class CrossEncoder:
 
     @classmethod
     def load(cls, directory: str | Path) -> "CrossEncoder":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
+
+        from .models_offline import load_tokenizer
 
         directory = Path(directory)
         cfg, seed = read_meta(directory, cls.kind, EncoderConfig)
         self = cls.__new__(cls)
         self.cfg, self.seed = cfg, seed
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(directory)
+        self.tokenizer = load_tokenizer(directory)
         if (directory / "adapter_config.json").is_file():
             from peft import PeftModel
 

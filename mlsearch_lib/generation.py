@@ -86,14 +86,14 @@ class TransformersGenerator:
     """Batched, left-padded ``generate`` on any Hugging Face causal LM (resolved offline)."""
 
     def __init__(self, model_id: str, batch_size: int = 8):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        from .models_offline import resolve_model
+        from .models_offline import load_tokenizer, resolve_model
 
         self.model_id, self.batch_size = model_id, batch_size
         path = resolve_model(model_id)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        self.tokenizer = load_tokenizer(path, padding_side="left")
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
 

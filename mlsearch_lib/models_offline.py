@@ -86,11 +86,24 @@ def resolve_model(model_id: str | os.PathLike[str]) -> Path:
     return _cached_conversion(model_id, convert)
 
 
-def load_tokenizer(model_id: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
-    """``AutoTokenizer`` for :func:`resolve_model` (``model_id``)."""
+def load_tokenizer(model_id: str | os.PathLike[str], padding_side: str | None = None) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer`` for a hub id (via :func:`resolve_model`) or a saved model directory,
+    parsed once per process.
+
+    gemma's 262k-token ``tokenizer.json`` takes ~4 s to parse, and every fold of every arm asks
+    for it again. The tokenizer is shared: callers must not modify it (padding side is part of
+    the key). A directory whose tokenizer files change is read again.
+    """
+    path = Path(model_id) if Path(model_id).is_dir() else resolve_model(model_id)
+    stamp = tuple(sorted((f.name, f.stat().st_mtime_ns) for f in path.glob("tokenizer*")))
+    return _tokenizer_at(str(path.resolve()), stamp, padding_side)
+
+
+@functools.lru_cache(maxsize=16)
+def _tokenizer_at(path: str, stamp: tuple, padding_side: str | None) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model(model_id))
+    return AutoTokenizer.from_pretrained(path, **({"padding_side": padding_side} if padding_side else {}))
 
 
 def offline_forced() -> bool:

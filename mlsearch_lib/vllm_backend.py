@@ -26,6 +26,7 @@ sampling settings) are plain functions, unit-tested on CPU.
 from __future__ import annotations
 
 import logging
+import hashlib
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -162,15 +163,13 @@ class VLLMScorer:
 
     def __init__(self, model_id: str, tensor_parallel_size: int = 1, enable_prefix_caching: bool = True,
                  cutoff_len: int = 1024, llm: Any = None, **engine_kwargs: Any):
-        from transformers import AutoTokenizer
-
         from .causal_lm import answer_token_ids
-        from .models_offline import resolve_model
+        from .models_offline import load_tokenizer
 
         if llm is None:
             require_vllm()  # fail before loading anything
         self.model_id, self.cutoff_len = str(model_id), cutoff_len
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_id))
+        self.tokenizer = load_tokenizer(model_id)
         self.answer_ids = answer_token_ids(self.tokenizer, self.model_id)  # (no, yes)
         engine_kwargs.setdefault("max_model_len", cutoff_len + 8)
         self.llm = llm if llm is not None else make_llm(model_id, tensor_parallel_size, enable_prefix_caching,
@@ -243,19 +242,25 @@ def _free_memory_share(margin: float = 0.9) -> float:
     return max(0.05, margin * free / total)
 
 
+def adapter_fingerprint(model: Any) -> str:
+    """A short hash of a model's LoRA weights ("" without an adapter): a served merge is reused
+    only while the adapter it was built from is unchanged."""
+    if not hasattr(model, "peft_config"):
+        return ""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if "lora_" in name:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def vllm_scorer_for(scorer: Any) -> VLLMScorer:
     """A :class:`VLLMScorer` serving ``scorer``'s model (a trained adapter merged in first), built once
     per adapter state and kept on ``scorer``; uses the GPU memory the transformers model leaves free."""
     import torch
 
-    state = ""
-    if hasattr(scorer.model, "peft_config"):
-        h = hashlib.sha256()
-        for name, p in sorted(scorer.model.named_parameters()):
-            if "lora_" in name:
-                h.update(name.encode())
-                h.update(p.detach().float().cpu().numpy().tobytes())
-        state = h.hexdigest()[:16]
+    state = adapter_fingerprint(scorer.model)
     cached = getattr(scorer, "_vllm_scorer", None)
     if cached is not None and cached[0] == state:
         return cached[1]

@@ -7,6 +7,7 @@ time, ~15 s for this file afterwards). The hub is forced off so the fallbacks ar
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -156,3 +157,20 @@ def test_hub_failure_falls_back(e5_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     assert mo.resolve_model(mo.E5_ID) == e5_dir
     with pytest.raises(mo.ModelUnavailable, match="simulated hub failure"):
         mo.resolve_model("Qwen/Qwen2.5-14B-Instruct")
+
+
+def test_tokenizers_are_parsed_once_per_process_and_reread_when_their_files_change(tmp_path):
+    from mlsearch_lib.models_offline import load_tokenizer
+
+    first = load_tokenizer("intfloat/multilingual-e5-small")
+    assert load_tokenizer("intfloat/multilingual-e5-small") is first  # a 250k vocabulary, parsed once
+    assert load_tokenizer("intfloat/multilingual-e5-small", padding_side="left").padding_side == "left"
+    assert first.padding_side == "right"  # the shared one is untouched
+    saved = tmp_path / "tok"
+    first.save_pretrained(saved)
+    again = load_tokenizer(saved)
+    assert load_tokenizer(saved) is again
+    first.save_pretrained(saved)  # rewritten files (a second later, whatever the clock's resolution): read again
+    for f in saved.glob("tokenizer*"):
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 1_000_000_000))
+    assert load_tokenizer(saved) is not again

@@ -128,12 +128,15 @@ def test_merged_adapter_scores_like_the_adapter(tiny_gemma, tmp_path):
     cfg = LLMConfig(model=str(tiny_gemma), lora_r=4, lora_alpha=8, lora_dropout=0.0, cutoff_len=64,
                     target_modules=["q_proj", "v_proj", "down_proj", "lm_head"])
     scorer = CausalLMScorer(cfg, seed=0)
+    assert vb.adapter_fingerprint(scorer.model) == ""
     scorer._wrap_lora()
+    untrained = vb.adapter_fingerprint(scorer.model)
     torch.manual_seed(3)
     with torch.no_grad():
         for name, p in scorer.model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)
+    assert len(untrained) == 16 and vb.adapter_fingerprint(scorer.model) not in ("", untrained)  # a new merge
     p_adapter = scorer.predict_proba(PROMPTS, progress=False)
     with scorer.model.disable_adapter():
         p_base = scorer.predict_proba(PROMPTS, progress=False)

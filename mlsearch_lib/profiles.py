@@ -148,7 +148,7 @@ class AblationConfig(_Strict):
     always: list[Flag] = Field(default_factory=list)  # components on in every arm (e.g. icl, cot for an LLM)
     qr_action: Literal["drop", "down-weight"] = "down-weight"  # what the QR flag does to flagged rows
     # Table 3: backbones compared with the profile's prompt; causal LMs beyond ``llm.model`` by label
-    backbones: list[Literal["all_yes", Backbone]] = Field(default_factory=lambda: ["all_yes", "tfidf", "bi_encoder", "encoder", "llm"])
+    backbones: list[Literal["all_yes", Backbone]] = Field(default_factory=lambda: ["all_yes", "tfidf", "bi_encoder", "hybrid", "encoder", "llm"])
     llm_models: dict[str, str] = Field(default_factory=dict)
     # a stratified sample of the prepared rows (every arm uses the same); None = all rows
     max_rows: dict[Literal["QC", "QI"], int | None] = Field(default_factory=lambda: {"QC": None, "QI": None})

@@ -89,6 +89,13 @@ def pair_features(q: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.hstack([q, c, q * c, np.abs(q - c), (q * c).sum(1, keepdims=True)])
 
 
+def e5_pair_features(cache: EmbeddingCache, pairs: list[tuple[str, str]]) -> np.ndarray:
+    """:func:`pair_features` of e5's "query: ..." and "passage: ..." embeddings of each pair."""
+    q = cache.embed([f"query: {a}" for a, _ in pairs])
+    c = cache.embed([f"passage: {b}" for _, b in pairs])
+    return pair_features(q, c)
+
+
 class BiEncoderPair:
     """Frozen e5 embeddings of query ("query: ...") and item ("passage: ...") + logistic regression."""
 
@@ -97,9 +104,7 @@ class BiEncoderPair:
         self.clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed))
 
     def _features(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        q = self.cache.embed([f"query: {a}" for a, _ in pairs])
-        c = self.cache.embed([f"passage: {b}" for _, b in pairs])
-        return pair_features(q, c)
+        return e5_pair_features(self.cache, pairs)
 
     def fit(self, pairs: list[tuple[str, str]], labels: np.ndarray, weights: np.ndarray | None = None) -> dict:
         self.clf.fit(self._features(pairs), np.asarray(labels).astype(int), logisticregression__sample_weight=weights)
@@ -129,13 +134,13 @@ class HybridPair:
     def __init__(self, model_id: str, max_length: int = 64, seed: int = 0, c: float = 0.3,
                  dense_scale: float = 0.05):
         self.tfidf = TfidfPair(seed=seed)
-        self.encoder = BiEncoderPair(model_id, max_length, seed=seed)
+        self.cache = EmbeddingCache(model_id, max_length)
         self.scaler = StandardScaler()
         self.clf = LogisticRegression(C=c, max_iter=3000, random_state=seed)
         self.dense_scale = dense_scale
 
     def _features(self, pairs: list[tuple[str, str]], fit: bool = False) -> sp.csr_matrix:
-        dense = self.encoder._features(pairs)
+        dense = e5_pair_features(self.cache, pairs)
         dense = self.scaler.fit_transform(dense) if fit else self.scaler.transform(dense)
         return sp.hstack([self.tfidf._features(pairs), sp.csr_matrix(dense * self.dense_scale)]).tocsr()
 
@@ -146,3 +151,5 @@ class HybridPair:
 
     def predict_proba(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         return self.clf.predict_proba(self._features(pairs))[:, 1]
+
+    __getstate__ = BiEncoderPair.__getstate__  # pickled without the loaded transformer

@@ -14,7 +14,7 @@ from mlsearch_lib.reference import TfidfPair
 MODEL = "intfloat/multilingual-e5-small"
 ROWS = [line.rstrip("\n").split("\t") for line in
         (Path(__file__).parent / "fixtures" / "qc_pairs.tsv").read_text(encoding="utf-8").splitlines()]
-# each query with its own category (relevant) and with the next row's category (not relevant)
+# each query with its own category (relevant) and with the category seven rows on (not relevant)
 PAIRS = [(q, c) for _, q, c in ROWS] + [(q, ROWS[(i + 7) % len(ROWS)][2]) for i, (_, q, _) in enumerate(ROWS)]
 LABELS = np.array([1] * len(ROWS) + [0] * len(ROWS))
 

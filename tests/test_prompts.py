@@ -73,14 +73,14 @@ def test_state_round_trip():
 
 
 def test_the_scoring_benchmark_scores_the_books_prompts_with_examples_from_other_rows():
-    from mlsearch_lib.bench import bench_inputs
+    from mlsearch_lib.bench import SEED, bench_inputs
 
     # every row its own query, so an example's text says which row it came from
     many = pd.concat([QC.assign(id=QC["id"] + 10 * k, origin_query=QC["origin_query"] + f" v{k}")
                       for k in range(6)], ignore_index=True)
     df, builder, warm = bench_inputs(many, rows=8, extra=3)
     assert len(df) == 8 and len(warm) == 3 and not set(df["id"]) & set(warm["id"])
-    assert builder.prompts(df) == PromptBuilder("QC", PromptConfig(), 13).fit(many[~many["id"].isin(
+    assert builder.prompts(df) == PromptBuilder("QC", PromptConfig(), SEED).fit(many[~many["id"].isin(
         set(df["id"]) | set(warm["id"]))]).prompts(df)  # exactly the book's builder, fitted on the rest
     prompts = builder.prompts(df)
     assert all("Answer: yes" in p.prefix and "[LANG=" in p.body and "[D1]" in p.body for p in prompts)

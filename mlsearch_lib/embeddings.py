@@ -33,7 +33,8 @@ class EmbeddingCache:
         self._model = self._tok = None
 
     def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.max_length}\x00{text}".encode()).hexdigest()
+        # "unpadded": vectors from before batches were grouped by length are not reused
+        return hashlib.sha256(f"unpadded\x00{self.max_length}\x00{text}".encode()).hexdigest()
 
     def _load(self) -> None:
         if self._model is None:
@@ -46,22 +47,26 @@ class EmbeddingCache:
             self._model = AutoModel.from_pretrained(path).eval()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts``, each one independent of which other texts share its batch.
+
+        Batches hold texts of one token length only, so nothing is padded: padding changes a
+        text's vector in the 7th digit, and a cold and a warm cache (other batch mates) would then
+        give different tables downstream. Tested bitwise in ``tests/test_embeddings.py``.
+        """
         import torch
 
         self._load()
-        out = []
-        order = np.argsort([len(t) for t in texts])  # similar lengths per batch: less padding
+        ids = self._tok(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        by_length: dict[int, list[int]] = {}
+        for i, seq in enumerate(ids):
+            by_length.setdefault(len(seq), []).append(i)
+        batches = [group[s:s + self.batch_size] for _, group in sorted(by_length.items())
+                   for s in range(0, len(group), self.batch_size)]
+        result = np.zeros((len(texts), self._model.config.hidden_size), np.float32)
         with torch.inference_mode():
-            for start in tqdm(range(0, len(texts), self.batch_size), desc="embedding", leave=False):
-                batch = [texts[i] for i in order[start:start + self.batch_size]]
-                enc = self._tok(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-                hidden = self._model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        emb = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-        result = np.empty_like(emb)
-        result[order] = emb
+            for sel in tqdm(batches, desc="embedding", leave=False):
+                hidden = self._model(input_ids=torch.tensor([ids[i] for i in sel])).last_hidden_state
+                result[sel] = torch.nn.functional.normalize(hidden.mean(1), dim=-1).numpy()
         return result
 
     def embed(self, texts: list[str]) -> np.ndarray:

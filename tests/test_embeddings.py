@@ -35,6 +35,16 @@ def test_embedding_cache_computes_each_text_once_and_survives_a_new_process(buil
     np.testing.assert_array_equal(again.embed(["query: 腕時計", "query: lego"]), first[[1, 0]])
 
 
+def test_a_vector_does_not_depend_on_its_batch_mates(tmp_path):
+    """Cold and warm caches batch different texts together; the vectors must be bitwise equal."""
+    texts = ["query: lego", "query: 腕時計 メンズ 防水", "query: red running shoes for men size 44",
+             "query: kablosuz kulaklık", "query: lego"]
+    together = EmbeddingCache(MODEL, max_length=32, batch_size=2, cache_dir=tmp_path / "a").embed(texts)
+    for i, text in enumerate(texts):
+        alone = EmbeddingCache(MODEL, max_length=32, cache_dir=tmp_path / f"alone{i}").embed([text])
+        np.testing.assert_array_equal(alone[0], together[i])
+
+
 def test_hybrid_is_tfidf_when_the_dense_block_is_off_and_differs_with_it(build):
     tfidf = TfidfPair(seed=0, c=0.3)
     tfidf.fit(PAIRS, LABELS)

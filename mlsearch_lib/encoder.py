@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import get_last_checkpoint
 
 from .profiles import EncoderConfig
@@ -40,6 +41,9 @@ FINGERPRINT_FILE = "mlsearch_fit_fingerprint.txt"
 ENCODER_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1}
 #: BERT-family linear layers LoRA adapts (suffix match; the pooler stays fully trainable).
 _BERT_LORA_TARGETS = ["query", "key", "value", "intermediate.dense", "output.dense"]
+#: Outputs of the frozen lower layers per (model, layers below, max_length) and pair. Those
+#: layers never change, so every fold of a cross-validation in one process shares them.
+_LOWER_STATES: dict[tuple[str, int, int], dict[Pair, torch.Tensor]] = {}
 
 
 class CrossEncoder:
@@ -59,7 +63,9 @@ class CrossEncoder:
         self.tokenizer = load_tokenizer(path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
         _reinit_empty_pooler(self.model)
-        if cfg.lora:
+        if cfg.train_top_layers:
+            self._freeze_below_top()
+        elif cfg.lora:
             self.model = self._wrap_lora(self.model)
         elif cfg.freeze_embeddings:
             # The 250k-row word embedding is ~80% of e5-small's weights; freezing it makes a CPU
@@ -76,6 +82,60 @@ class CrossEncoder:
         config = LoraConfig(task_type=TaskType.SEQ_CLS, target_modules=_BERT_LORA_TARGETS if bert_like else None,
                             modules_to_save=save, bias="none", **ENCODER_LORA)
         return get_peft_model(model, config)
+
+    # -- top-layers mode (cfg.train_top_layers) -------------------------------------------------
+    def _freeze_below_top(self) -> None:
+        if self.cfg.lora:
+            raise ValueError("encoder: choose lora or train_top_layers, not both")
+        self.model.requires_grad_(False)
+        self._top = _TopStack(self.model, int(self.cfg.train_top_layers))
+        self._top.requires_grad_(True)
+
+    def _lower_states(self, pairs: Sequence[Pair], progress: bool = True) -> list[torch.Tensor]:
+        """Each pair's hidden states below the trained layers, computed once per process.
+
+        Batches hold pairs of one token length, so nothing is padded and a pair's states do not
+        depend on its batch mates (as in :class:`~mlsearch_lib.embeddings.EmbeddingCache`).
+        """
+        base = self.model.base_model
+        n_low = len(base.encoder.layer) - len(self._top.layers)
+        store = _LOWER_STATES.setdefault((self.cfg.model, n_low, self.cfg.max_length), {})
+        missing = [p for p in dict.fromkeys(pairs) if p not in store]
+        if missing:
+            enc = self._encode(missing)
+            by_length: dict[int, list[int]] = {}
+            for i, e in enumerate(enc):
+                by_length.setdefault(len(e["input_ids"]), []).append(i)
+            bs = 2 * self.cfg.batch_size
+            batches = [g[s:s + bs] for _, g in sorted(by_length.items()) for s in range(0, len(g), bs)]
+            was_training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                for sel in tqdm(batches, desc="frozen lower layers", disable=not progress, unit="batch"):
+                    inputs = {k: torch.tensor([enc[i][k] for i in sel], device=self.device)
+                              for k in ("input_ids", "token_type_ids") if k in enc[0]}
+                    hidden = base.embeddings(**inputs)
+                    for layer in base.encoder.layer[:n_low]:
+                        out = layer(hidden)
+                        hidden = out[0] if isinstance(out, tuple) else out
+                    for j, i in enumerate(sel):
+                        store[missing[i]] = hidden[j].cpu()
+            self.model.train(was_training)
+        return [store[p] for p in pairs]
+
+    def _collate_states(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Right-pads cached hidden states; the mask keeps the pads out of attention."""
+        width = max(len(f["hidden"]) for f in features)
+        hidden = torch.zeros(len(features), width, features[0]["hidden"].shape[-1])
+        mask = torch.zeros(len(features), width, dtype=torch.long)
+        for j, f in enumerate(features):
+            hidden[j, :len(f["hidden"])] = f["hidden"]
+            mask[j, :len(f["hidden"])] = 1
+        batch = {"hidden": hidden, "attention_mask": mask}
+        for key, dtype in (("labels", torch.long), ("weight", torch.float32)):
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features], dtype=dtype)
+        return batch
 
     # -- data ---------------------------------------------------------------------------------
     def _encode(self, pairs: Sequence[Pair]) -> list[dict[str, list[int]]]:
@@ -109,8 +169,13 @@ class CrossEncoder:
         labels = np.asarray(labels, dtype=np.int64)
         idx = cap_rows(labels, self.cfg.max_train_rows, self.seed)
         w = normalised_weights(weights, len(labels))
-        enc = self._encode([pairs[i] for i in idx])
-        rows = [dict(e, labels=int(labels[i]), weight=float(w[i])) for e, i in zip(enc, idx)]
+        model, collate = self.model, self._collate
+        if self.cfg.train_top_layers:  # the Trainer sees only the top stack and cached inputs
+            feats = [{"hidden": h} for h in self._lower_states([pairs[i] for i in idx])]
+            model, collate = self._top, self._collate_states
+        else:
+            feats = self._encode([pairs[i] for i in idx])
+        rows = [dict(e, labels=int(labels[i]), weight=float(w[i])) for e, i in zip(feats, idx)]
         tag = fit_fingerprint([pairs[i] for i in idx], labels[idx], w[idx], self.cfg.model_dump(), self.seed)
         evaluate = None
         if eval_pairs is not None and eval_labels is not None:
@@ -118,7 +183,7 @@ class CrossEncoder:
         args = dict(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, warmup_ratio=self.cfg.warmup_ratio,
                     epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, grad_accum=1, scheduler="linear",
                     bf16=False)
-        result = run_trainer(_WeightedTrainer, self.model, rows, self._collate, args, self.seed, output_dir, tag,
+        result = run_trainer(_WeightedTrainer, model, rows, collate, args, self.seed, output_dir, tag,
                              max_steps=max_steps, save_steps=save_steps, evaluate=evaluate, eval_labels=eval_labels)
         self._full_state_dict = result.pop("full_state_dict", None)  # FSDP only: gathered for save()
         return result
@@ -133,19 +198,23 @@ class CrossEncoder:
         """
         was_training = self.model.training
         self.model.eval()
-        enc = self._encode(pairs)
-        order = np.argsort([-len(e["input_ids"]) for e in enc], kind="stable")
+        if self.cfg.train_top_layers:
+            feats, model, collate = [{"hidden": h} for h in self._lower_states(pairs, progress)], self._top, \
+                self._collate_states
+        else:
+            feats, model, collate = self._encode(pairs), self.model, self._collate
+        order = np.argsort([-len(next(iter(f.values()))) for f in feats], kind="stable")
         bs = batch_size or 2 * self.cfg.batch_size
-        out = np.empty(len(enc), dtype=np.float64)
-        stats = {"rows": len(enc), "batches": 0, "tokens": 0}
+        out = np.empty(len(feats), dtype=np.float64)
+        stats = {"rows": len(feats), "batches": 0, "tokens": 0}
         for start in tqdm(range(0, len(order), bs), desc="encoder scoring", disable=not progress,
                           unit="batch"):
             sel = order[start:start + bs]
-            batch = {k: v.to(self.device) for k, v in self._collate([enc[i] for i in sel]).items()}
-            logits = self.model(**batch).logits.float()
+            batch = {k: v.to(self.device) for k, v in collate([feats[i] for i in sel]).items()}
+            logits = model(**batch).logits.float()
             out[sel] = torch.softmax(logits, dim=-1)[:, 1].double().cpu().numpy()
             stats["batches"] += 1
-            stats["tokens"] += batch["input_ids"].numel()
+            stats["tokens"] += batch["attention_mask"].numel()
         self.last_score_stats = stats
         self.model.train(was_training)
         return out
@@ -181,10 +250,36 @@ class CrossEncoder:
             self.model = PeftModel.from_pretrained(base, directory, is_trainable=True)
         else:
             self.model = AutoModelForSequenceClassification.from_pretrained(directory)
-            if cfg.freeze_embeddings:
+            if cfg.train_top_layers:
+                self._freeze_below_top()
+            elif cfg.freeze_embeddings:
                 self.model.get_input_embeddings().weight.requires_grad_(False)
         self.model.to(self.device).eval()
         return self
+
+
+class _TopStack(torch.nn.Module):
+    """The top ``n`` layers, pooler and head of a BERT-like classifier, fed cached hidden states.
+
+    It holds the classifier's own modules (no copies): training it trains the full model, which
+    then saves, loads and scores as usual.
+    """
+
+    def __init__(self, model: torch.nn.Module, n: int):
+        super().__init__()
+        base = model.base_model
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        if layers is None or getattr(base, "pooler", None) is None or n > len(layers):
+            raise ValueError(f"train_top_layers={n} needs a BERT-like encoder with a pooler and >= {n} layers")
+        self.layers = torch.nn.ModuleList(layers[len(layers) - n:])
+        self.pooler, self.dropout, self.classifier = base.pooler, model.dropout, model.classifier
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> SequenceClassifierOutput:
+        blocked = (1 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        for layer in self.layers:
+            out = layer(hidden, attention_mask=blocked)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(self.pooler(hidden))))
 
 
 class _WeightedTrainer(Trainer):

@@ -127,3 +127,31 @@ def test_learning_curve_merges_loss_and_eval_entries():
             {"loss": 0.6, "epoch": 1.0, "step": 2}, {"train_runtime": 3.0, "step": 2}]
     assert learning_curve(hist) == [{"step": 1, "epoch": 0.5, "loss": 0.7, "learning_rate": 1e-4, "eval_auc": 0.6},
                                     {"step": 2, "epoch": 1.0, "loss": 0.6}]
+
+
+def test_top_layers_mode_trains_only_the_top_and_scores_like_the_full_model(tmp_path):
+    cfg = CFG.model_copy(update={"train_top_layers": 2})
+    enc = CrossEncoder(cfg, seed=0)
+    before = {n: p.detach().clone() for n, p in enc.model.named_parameters()}
+    log = enc.fit(PAIRS, LABELS, output_dir=tmp_path / "run", max_steps=2, save_steps=1)
+    assert log["global_step"] == 2 and (tmp_path / "run" / "checkpoint-2").is_dir()
+    moved = {n for n, p in enc.model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(n.startswith(("bert.encoder.layer.10.", "bert.encoder.layer.11.", "bert.pooler.",
+                                       "classifier.")) for n in moved)
+    assert any(n.startswith("bert.encoder.layer.10.") for n in moved)
+    # cached lower layers + top stack == one pass of the whole (updated) classifier, pads included
+    p = enc.predict_proba(PAIRS, batch_size=5, progress=False)
+    batch = enc._collate(enc._encode(PAIRS))
+    with torch.no_grad():
+        full = torch.softmax(enc.model(**batch).logits, -1)[:, 1].numpy()
+    np.testing.assert_allclose(p, full, atol=1e-5)
+    enc.save(tmp_path / "top")
+    again = CrossEncoder.load(tmp_path / "top")
+    np.testing.assert_allclose(again.predict_proba(PAIRS, progress=False), p, atol=1e-6)
+    resumed = CrossEncoder(cfg, seed=0).fit(PAIRS, LABELS, output_dir=tmp_path / "run", max_steps=3, save_steps=1)
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 3
+
+
+def test_top_layers_mode_refuses_lora():
+    with pytest.raises(ValueError, match="lora or train_top_layers"):
+        CrossEncoder(CFG.model_copy(update={"lora": True, "train_top_layers": 1}), seed=0)

@@ -23,6 +23,22 @@ from tqdm.auto import tqdm
 from .paths import build_dir, ensure
 from .reference import TfidfPair
 
+#: Part of every cached vector's key (and of the fold caches built on them): bumped when the
+#: way a vector is computed changes. "unpadded": batches of one token length (see ``_encode``).
+EMBEDDING_VERSION = "unpadded"
+
+
+def length_batches(lengths: list[int], size: int) -> list[list[int]]:
+    """Indices grouped into batches of one length, at most ``size`` each, shortest first.
+
+    A transformer's output for a padded sequence differs in the 7th digit from the unpadded one,
+    so batching only equal lengths makes each output independent of its batch mates.
+    """
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        by_length.setdefault(n, []).append(i)
+    return [g[s:s + size] for _, g in sorted(by_length.items()) for s in range(0, len(g), size)]
+
 
 class EmbeddingCache:
     """Mean-pooled, L2-normalised embeddings of texts, remembered on disk by (model, prefix, text)."""
@@ -33,8 +49,7 @@ class EmbeddingCache:
         self._model = self._tok = None
 
     def _key(self, text: str) -> str:
-        # "unpadded": vectors from before batches were grouped by length are not reused
-        return hashlib.sha256(f"unpadded\x00{self.max_length}\x00{text}".encode()).hexdigest()
+        return hashlib.sha256(f"{EMBEDDING_VERSION}\x00{self.max_length}\x00{text}".encode()).hexdigest()
 
     def _load(self) -> None:
         if self._model is None:
@@ -47,21 +62,16 @@ class EmbeddingCache:
             self._model = AutoModel.from_pretrained(path).eval()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of ``texts``, each one independent of which other texts share its batch.
+        """Embeddings of ``texts``, each independent of which other texts share its batch.
 
-        Batches hold texts of one token length only, so nothing is padded: padding changes a
-        text's vector in the 7th digit, and a cold and a warm cache (other batch mates) would then
-        give different tables downstream. Tested bitwise in ``tests/test_embeddings.py``.
+        A cold and a warm cache put different texts together; with padding, their tables would
+        differ downstream. Tested bitwise in ``tests/test_embeddings.py``.
         """
         import torch
 
         self._load()
         ids = self._tok(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        by_length: dict[int, list[int]] = {}
-        for i, seq in enumerate(ids):
-            by_length.setdefault(len(seq), []).append(i)
-        batches = [group[s:s + self.batch_size] for _, group in sorted(by_length.items())
-                   for s in range(0, len(group), self.batch_size)]
+        batches = length_batches([len(seq) for seq in ids], self.batch_size)
         result = np.zeros((len(texts), self._model.config.hidden_size), np.float32)
         with torch.inference_mode():
             for sel in tqdm(batches, desc="embedding", leave=False):

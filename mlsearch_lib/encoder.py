@@ -29,6 +29,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import get_last_checkpoint
 
+from .embeddings import length_batches
 from .profiles import EncoderConfig
 from .seeds import seed_everything
 
@@ -94,20 +95,17 @@ class CrossEncoder:
     def _lower_states(self, pairs: Sequence[Pair], progress: bool = True) -> list[torch.Tensor]:
         """Each pair's hidden states below the trained layers, computed once per process.
 
-        Batches hold pairs of one token length, so nothing is padded and a pair's states do not
-        depend on its batch mates (as in :class:`~mlsearch_lib.embeddings.EmbeddingCache`).
+        Batches hold pairs of one token length (:func:`~mlsearch_lib.embeddings.length_batches`),
+        so a pair's states do not depend on its batch mates.
         """
+
         base = self.model.base_model
         n_low = len(base.encoder.layer) - len(self._top.layers)
         store = _LOWER_STATES.setdefault((self.cfg.model, n_low, self.cfg.max_length), {})
         missing = [p for p in dict.fromkeys(pairs) if p not in store]
         if missing:
             enc = self._encode(missing)
-            by_length: dict[int, list[int]] = {}
-            for i, e in enumerate(enc):
-                by_length.setdefault(len(e["input_ids"]), []).append(i)
-            bs = 2 * self.cfg.batch_size
-            batches = [g[s:s + bs] for _, g in sorted(by_length.items()) for s in range(0, len(g), bs)]
+            batches = length_batches([len(e["input_ids"]) for e in enc], 2 * self.cfg.batch_size)
             was_training = self.model.training
             self.model.eval()
             with torch.no_grad():

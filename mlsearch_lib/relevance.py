@@ -112,6 +112,10 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
     h = hashlib.sha256()
     settings = {"kind": kind, "task": task, "seed": profile.seed, "prompt": profile.prompt.model_dump(),
                 "backbone": getattr(profile, kind).model_dump() if kind in ("encoder", "llm") else None}
+    if kind in ("bi_encoder", "hybrid"):  # frozen e5 vectors: which model, length and way of computing
+        from .embeddings import EMBEDDING_VERSION
+
+        settings["embedding"] = [profile.encoder.model, profile.encoder.max_length, EMBEDDING_VERSION]
     h.update(json.dumps(settings, sort_keys=True).encode())
     tags = [df[c].astype(str).to_numpy() for c in PromptBuilder(task, profile.prompt).used_columns() if c in df]
     for arr in (df["id"].astype(str).to_numpy(), df["label"].to_numpy(), folds, train_mask, *tags):

@@ -67,3 +67,15 @@ def test_save_and_load_round_trip_keeps_examples(tmp_path, qc):
     assert np.allclose(again.predict_proba(df), model.predict_proba(df))
     with pytest.raises(FileNotFoundError, match="not a saved mlsearch model"):
         relevance.RelevanceModel.load(tmp_path)
+
+
+def test_the_embedding_model_is_part_of_the_frozen_e5_cache_keys(qc):
+    df, folds = qc
+    prof = load_profile("tiny")
+    other = load_profile("tiny", {"encoder": {"max_length": prof.encoder.max_length + 8}})
+    mask = np.ones(len(df), bool)
+    for kind in ("bi_encoder", "hybrid"):  # vectors of another length: never the cached folds
+        assert relevance._cache_key(kind, "QC", prof, df, folds, mask, None) != \
+            relevance._cache_key(kind, "QC", other, df, folds, mask, None)
+    assert relevance._cache_key("tfidf", "QC", prof, df, folds, mask, None) == \
+        relevance._cache_key("tfidf", "QC", other, df, folds, mask, None)

@@ -4,8 +4,10 @@ A fine-tuned ``AutoModelForSequenceClassification`` (2 labels) on top of an enco
 offline by :func:`mlsearch_lib.models_offline.resolve_model`. Training goes through the Hugging
 Face :class:`~transformers.Trainer` so that checkpoints, resumption after an interruption, the
 learning-rate schedule and logging behave as users of transformers expect; only the loss is
-ours (per-row weights). The small training helpers at the bottom (row cap, fingerprint,
-checkpoint handling, evaluation callback) are shared with :mod:`mlsearch_lib.causal_lm`.
+ours (per-row weights). With ``train_top_layers`` only the top layers, pooler and head train,
+on cached outputs of the frozen layers below: on a CPU that lets an epoch see every row. The
+small training helpers at the bottom (row cap, fingerprint, checkpoint handling, evaluation
+callback) are shared with :mod:`mlsearch_lib.causal_lm`.
 """
 
 from __future__ import annotations
@@ -98,7 +100,6 @@ class CrossEncoder:
         Batches hold pairs of one token length (:func:`~mlsearch_lib.embeddings.length_batches`),
         so a pair's states do not depend on its batch mates.
         """
-
         base = self.model.base_model
         n_low = len(base.encoder.layer) - len(self._top.layers)
         store = _LOWER_STATES.setdefault((self.cfg.model, n_low, self.cfg.max_length), {})
@@ -197,8 +198,8 @@ class CrossEncoder:
         was_training = self.model.training
         self.model.eval()
         if self.cfg.train_top_layers:
-            feats, model, collate = [{"hidden": h} for h in self._lower_states(pairs, progress)], self._top, \
-                self._collate_states
+            feats = [{"hidden": h} for h in self._lower_states(pairs, progress)]
+            model, collate = self._top, self._collate_states
         else:
             feats, model, collate = self._encode(pairs), self.model, self._collate
         order = np.argsort([-len(next(iter(f.values()))) for f in feats], kind="stable")

@@ -222,11 +222,12 @@ def run_scoring(rows: int = 256, quick: bool = False) -> dict[str, Any]:
         t["gflops"] = 6 * p_enc * t["tokens"] / t["seconds"] / 1e9  # full fine-tuning (embeddings frozen)
         res["batch_sweep"]["training"].setdefault("e5 full FT", {})[bs] = t["rows_per_s"]
     # the cpu profile's cross-encoder: top 2 layers trained, the 10 below run once per row (timed here)
-    top = CrossEncoder(EncoderConfig(train_top_layers=2), SEED)
+    k = 2
+    top = CrossEncoder(EncoderConfig(train_top_layers=k), SEED)
     n_layers = len(top.model.base_model.encoder.layer)
     train_top = {bs: _fit_throughput(top, pairs, labels, steps, bs) for bs in ((4, 8) if quick else (8, 32))}
     for bs, t in train_top.items():
-        flops_per_token = (2 * (n_layers - 2) + 6 * 2) / n_layers * p_enc  # lower forward + top fwd/bwd
+        flops_per_token = (2 * (n_layers - k) + 6 * k) / n_layers * p_enc  # lower forward + top fwd/bwd
         t["gflops"] = flops_per_token * t["tokens"] / t["seconds"] / 1e9
         res["batch_sweep"]["training"].setdefault("e5 top 2 layers", {})[bs] = t["rows_per_s"]
     res["training"] = {"gemma LoRA": train_llm[max(train_llm)], "e5 full FT": train_enc[max(train_enc)],

@@ -113,10 +113,7 @@ class CrossEncoder:
                 for sel in tqdm(batches, desc="frozen lower layers", disable=not progress, unit="batch"):
                     inputs = {k: torch.tensor([enc[i][k] for i in sel], device=self.device)
                               for k in ("input_ids", "token_type_ids") if k in enc[0]}
-                    hidden = base.embeddings(**inputs)
-                    for layer in base.encoder.layer[:n_low]:
-                        out = layer(hidden)
-                        hidden = out[0] if isinstance(out, tuple) else out
+                    hidden = _run_layers(base.encoder.layer[:n_low], base.embeddings(**inputs))
                     for j, i in enumerate(sel):
                         store[missing[i]] = hidden[j].cpu()
             self.model.train(was_training)
@@ -137,6 +134,13 @@ class CrossEncoder:
         return batch
 
     # -- data ---------------------------------------------------------------------------------
+    def _inputs(self, pairs: Sequence[Pair], progress: bool = True) -> tuple[list[dict], torch.nn.Module, Callable]:
+        """Per-pair features, the module that reads them and their collator: token ids for the
+        whole classifier, or cached lower-layer states for the top stack (``train_top_layers``)."""
+        if self.cfg.train_top_layers:
+            return [{"hidden": h} for h in self._lower_states(pairs, progress)], self._top, self._collate_states
+        return self._encode(pairs), self.model, self._collate
+
     def _encode(self, pairs: Sequence[Pair]) -> list[dict[str, list[int]]]:
         enc = self.tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation=True,
                              max_length=self.cfg.max_length)
@@ -168,12 +172,7 @@ class CrossEncoder:
         labels = np.asarray(labels, dtype=np.int64)
         idx = cap_rows(labels, self.cfg.max_train_rows, self.seed)
         w = normalised_weights(weights, len(labels))
-        model, collate = self.model, self._collate
-        if self.cfg.train_top_layers:  # the Trainer sees only the top stack and cached inputs
-            feats = [{"hidden": h} for h in self._lower_states([pairs[i] for i in idx])]
-            model, collate = self._top, self._collate_states
-        else:
-            feats = self._encode([pairs[i] for i in idx])
+        feats, model, collate = self._inputs([pairs[i] for i in idx])
         rows = [dict(e, labels=int(labels[i]), weight=float(w[i])) for e, i in zip(feats, idx)]
         tag = fit_fingerprint([pairs[i] for i in idx], labels[idx], w[idx], self.cfg.model_dump(), self.seed)
         evaluate = None
@@ -197,12 +196,8 @@ class CrossEncoder:
         """
         was_training = self.model.training
         self.model.eval()
-        if self.cfg.train_top_layers:
-            feats = [{"hidden": h} for h in self._lower_states(pairs, progress)]
-            model, collate = self._top, self._collate_states
-        else:
-            feats, model, collate = self._encode(pairs), self.model, self._collate
-        order = np.argsort([-len(next(iter(f.values()))) for f in feats], kind="stable")
+        feats, model, collate = self._inputs(pairs, progress)
+        order = np.argsort([-len(f["hidden"] if "hidden" in f else f["input_ids"]) for f in feats], kind="stable")
         bs = batch_size or 2 * self.cfg.batch_size
         out = np.empty(len(feats), dtype=np.float64)
         stats = {"rows": len(feats), "batches": 0, "tokens": 0}
@@ -275,10 +270,17 @@ class _TopStack(torch.nn.Module):
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> SequenceClassifierOutput:
         blocked = (1 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-        for layer in self.layers:
-            out = layer(hidden, attention_mask=blocked)
-            hidden = out[0] if isinstance(out, tuple) else out
+        hidden = _run_layers(self.layers, hidden, blocked)
         return SequenceClassifierOutput(logits=self.classifier(self.dropout(self.pooler(hidden))))
+
+
+def _run_layers(layers: Sequence[torch.nn.Module], hidden: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``hidden`` through BERT layers (which return a tensor or a 1-tuple, by transformers version)."""
+    for layer in layers:
+        out = layer(hidden, attention_mask=attention_mask)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
 
 
 class _WeightedTrainer(Trainer):

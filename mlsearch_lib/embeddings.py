@@ -28,16 +28,22 @@ from .reference import TfidfPair
 EMBEDDING_VERSION = "unpadded"
 
 
-def length_batches(lengths: list[int], size: int) -> list[list[int]]:
-    """Indices grouped into batches of one length, at most ``size`` each, shortest first.
+def length_batches(lengths: list[int], size: int, slack: float = 0.0) -> list[list[int]]:
+    """Indices grouped into batches of at most ``size``, shortest first, each row padded by at
+    most ``slack`` x its batch's longest length.
 
-    A transformer's output for a padded sequence differs in the 7th digit from the unpadded one,
-    so batching only equal lengths makes each output independent of its batch mates.
+    ``slack=0`` batches only equal lengths: a transformer's output for a padded sequence differs
+    in the 7th digit from the unpadded one, so each output is then independent of its batch
+    mates. A small ``slack`` trades that for fuller batches when only speed matters.
     """
-    by_length: dict[int, list[int]] = {}
-    for i, n in enumerate(lengths):
-        by_length.setdefault(n, []).append(i)
-    return [g[s:s + size] for _, g in sorted(by_length.items()) for s in range(0, len(g), size)]
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        last = batches[-1] if batches else None
+        if last and len(last) < size and lengths[last[0]] >= lengths[i] * (1 - slack):
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 class EmbeddingCache:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlsearch_lib.embeddings import EmbeddingCache, HybridPair
+from mlsearch_lib.embeddings import EmbeddingCache, HybridPair, length_batches
 from mlsearch_lib.reference import TfidfPair
 
 MODEL = "intfloat/multilingual-e5-small"
@@ -43,6 +43,22 @@ def test_a_vector_does_not_depend_on_its_batch_mates(tmp_path):
     for i, text in enumerate(texts):
         alone = EmbeddingCache(MODEL, max_length=32, cache_dir=tmp_path / f"alone{i}").embed([text])
         np.testing.assert_array_equal(alone[0], together[i])
+
+
+@pytest.mark.parametrize("slack", [0.0, 0.1, 0.5])
+def test_length_batches_pad_each_row_by_at_most_the_slack(slack):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(40, 90, size=300).tolist()
+    batches = length_batches(lengths, 16, slack)
+    assert sorted(i for b in batches for i in b) == list(range(300))  # every row once
+    assert all(1 <= len(b) <= 16 for b in batches)
+    for b in batches:
+        width = max(lengths[i] for i in b)
+        assert all(lengths[i] >= width * (1 - slack) for i in b)
+    if slack == 0.0:
+        assert all(len({lengths[i] for i in b}) == 1 for b in batches)
+    else:  # slack buys fuller batches
+        assert len(batches) < len(length_batches(lengths, 16))
 
 
 def test_hybrid_is_tfidf_when_the_dense_block_is_off_and_differs_with_it(build):

@@ -116,6 +116,8 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
         from .embeddings import EMBEDDING_VERSION
 
         settings["embedding"] = [profile.encoder.model, profile.encoder.max_length, EMBEDDING_VERSION]
+    if kind == "llm":  # the prompt's wording and layout live in a data file
+        settings["template"] = PromptBuilder(task, profile.prompt).template
     h.update(json.dumps(settings, sort_keys=True).encode())
     tags = [df[c].astype(str).to_numpy() for c in PromptBuilder(task, profile.prompt).used_columns() if c in df]
     for arr in (df["id"].astype(str).to_numpy(), df["label"].to_numpy(), folds, train_mask, *tags):

@@ -31,7 +31,8 @@ def test_components_switch_with_flags():
     assert "Answer: yes" not in plain.text and "- " not in plain.prefix
     full = on.fit(QC).prompts(QC.iloc[:1])[0]
     assert "Answer: yes" in full.prefix and "Answer: no" in full.prefix and "- Answer yes if" in full.prefix
-    assert full.body.startswith("### Input:\nQuery: [LANG=en] car bumper") and full.text.endswith("### Response:\n")
+    assert full.body.startswith(" [LANG=en] car bumper") and full.text.endswith("### Response:\n")
+    assert full.prefix.endswith("### Input:\nQuery:")  # the body's constant opening is shared too
 
 
 def test_examples_come_from_the_same_language_and_never_the_rows_own_query():

@@ -79,3 +79,15 @@ def test_the_embedding_model_is_part_of_the_frozen_e5_cache_keys(qc):
             relevance._cache_key(kind, "QC", other, df, folds, mask, None)
     assert relevance._cache_key("tfidf", "QC", prof, df, folds, mask, None) == \
         relevance._cache_key("tfidf", "QC", other, df, folds, mask, None)
+
+
+def test_the_prompt_template_is_part_of_the_llm_cache_key(qc, monkeypatch):
+    from mlsearch_lib import prompts
+
+    df, folds = qc
+    prof, mask = load_profile("tiny"), np.ones(len(df), bool)
+    before = {k: relevance._cache_key(k, "QC", prof, df, folds, mask, None) for k in ("llm", "tfidf")}
+    real = prompts.load_template
+    monkeypatch.setattr(prompts, "load_template", lambda name: {**real(name), "body": "{query} | {item}\n"})
+    assert relevance._cache_key("llm", "QC", prof, df, folds, mask, None) != before["llm"]  # a reworded prompt
+    assert relevance._cache_key("tfidf", "QC", prof, df, folds, mask, None) == before["tfidf"]

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 #: The text before the answer in every template body; the answer tokens are looked up after it.
 RESPONSE_CUE = "### Response:\n"
 #: Scoring batches pad a row by at most this share of its batch's longest row. On a CPU every
-#: padded token costs a real one; sorting alone left ~13% pads in the benchmark's (c).
+#: padded token costs a real one; sorting alone left ~12% of the benchmark's (c) body tokens as pads.
 PAD_SLACK = 0.1
 
 

@@ -110,6 +110,7 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
                train_mask: np.ndarray, weights: np.ndarray | None) -> str:
     """Changes whenever anything that determines the fold predictions changes."""
     h = hashlib.sha256()
+    builder = PromptBuilder(task, profile.prompt)
     settings = {"kind": kind, "task": task, "seed": profile.seed, "prompt": profile.prompt.model_dump(),
                 "backbone": getattr(profile, kind).model_dump() if kind in ("encoder", "llm") else None}
     if kind in ("bi_encoder", "hybrid"):  # frozen e5 vectors: which model, length and way of computing
@@ -117,9 +118,9 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
 
         settings["embedding"] = [profile.encoder.model, profile.encoder.max_length, EMBEDDING_VERSION]
     if kind == "llm":  # the prompt's wording and layout live in a data file
-        settings["template"] = PromptBuilder(task, profile.prompt).template
+        settings["template"] = builder.template
     h.update(json.dumps(settings, sort_keys=True).encode())
-    tags = [df[c].astype(str).to_numpy() for c in PromptBuilder(task, profile.prompt).used_columns() if c in df]
+    tags = [df[c].astype(str).to_numpy() for c in builder.used_columns() if c in df]
     for arr in (df["id"].astype(str).to_numpy(), df["label"].to_numpy(), folds, train_mask, *tags):
         h.update(np.ascontiguousarray(arr).tobytes() if arr.dtype != object else "\x00".join(arr).encode())
     if weights is not None:

@@ -15,42 +15,13 @@ import json
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import yaml
 from sklearn.metrics import roc_auc_score
 
 from .experiments import prepare
 from .paths import ensure, reports_dir
-from .profiles import Profile, load_profile
+from .profiles import Profile, load_profile, parse_sets
 from .relevance import RelevanceModel
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["encoder.epochs=3", "llm.lora_r=8"]`` → ``{"encoder": {"epochs": 3}, "llm": {"lora_r": 8}}``
-    (values read as YAML, so numbers, booleans and lists keep their type)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY.PATH=VALUE")
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = _scalar(value)
-    return out
-
-
-def _scalar(text: str) -> Any:
-    """A YAML scalar, and a float for what YAML 1.1 leaves a string (``1e-4``)."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
 
 
 def run_probe(task: str, fold: int, profile: Profile) -> dict[str, Any]:
@@ -94,11 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", choices=["QC", "QI"], default="QC")
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="profile override, e.g. encoder.epochs=3 (repeatable)")
     parser.add_argument("--name", help="report name (default: the overrides joined)")
     args = parser.parse_args(argv)
-    profile = load_profile(args.profile, parse_overrides(args.overrides))
+    profile = load_profile(args.profile, parse_sets(args.overrides))
     name = args.name or ("_".join(o.split(".")[-1].replace("=", "") for o in args.overrides) or args.profile)
     print(write_probe(run_probe(args.task, args.fold, profile), name))
 

@@ -7,6 +7,7 @@ path, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,6 +193,29 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
             out[key] = _merge(out[key], value)
         else:
             out[key] = value
+    return out
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["llm.lr=2e-4", "data.max_rows.QC=100"]`` -> nested overrides (values read as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes key=value (dotted key), got {item!r}")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {item!r}: {part!r} is set to a value and used as a section")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str) and _NUMBER.fullmatch(parsed.strip()):
+            parsed = float(parsed)  # YAML 1.1 reads 2e-4 (no dot) as a string
+        node[parts[-1]] = parsed
     return out
 
 

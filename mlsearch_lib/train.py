@@ -25,39 +25,14 @@ import argparse
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 log = logging.getLogger("mlsearch_lib.train")
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``["llm.lr=2e-4", "data.max_rows.QC=100"]`` -> nested overrides (values read as YAML)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set takes key=value (dotted key), got {item!r}")
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {item!r}: {part!r} is set to a value and used as a section")
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str) and _NUMBER.fullmatch(parsed.strip()):
-            parsed = float(parsed)  # YAML 1.1 reads 2e-4 (no dot) as a string
-        node[parts[-1]] = parsed
-    return out
-
-
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -84,7 +59,7 @@ def train(profile_name: str, task: str, kind: str, output: Path, max_rows: int |
           sets: list[str] | None = None) -> dict[str, Any]:
     """Train and (on rank 0) save; returns the training log (every rank)."""
     from .data import load_training
-    from .profiles import load_profile
+    from .profiles import load_profile, parse_sets
     from .relevance import RelevanceModel
 
     sets = list(sets or [])

@@ -200,14 +200,3 @@ def test_gradient_accumulation_trains_like_the_full_batch(tiny_models, tmp_path)
     np.testing.assert_allclose(curve_b, curve_a, rtol=1e-5)
     for k in w_a:
         torch.testing.assert_close(w_b[k], w_a[k], rtol=1e-4, atol=1e-6)
-
-
-def test_set_overrides_are_nested_yaml_values():
-    from mlsearch_lib.train import parse_sets
-
-    assert parse_sets(["llm.lr=2e-4", "data.max_rows.QC=100", "llm.target_modules=[q_proj, v_proj]",
-                       "llm.max_train_rows=null"]) == {
-        "llm": {"lr": 2e-4, "target_modules": ["q_proj", "v_proj"], "max_train_rows": None},
-        "data": {"max_rows": {"QC": 100}}}
-    with pytest.raises(ValueError, match="key=value"):
-        parse_sets(["llm.lr"])

@@ -4,14 +4,7 @@ import json
 
 import pytest
 
-from mlsearch_lib.probe import main, parse_overrides
-
-
-def test_overrides_nest_by_dots_and_keep_their_types():
-    assert parse_overrides(["encoder.epochs=3", "encoder.lr=1e-4", "validation.folds=4", "prompt.lt=false"]) == {
-        "encoder": {"epochs": 3, "lr": 1e-4}, "validation": {"folds": 4}, "prompt": {"lt": False}}
-    with pytest.raises(ValueError, match="KEY.PATH=VALUE"):
-        parse_overrides(["encoder.epochs"])
+from mlsearch_lib.probe import main
 
 
 def test_a_probe_scores_the_held_out_fold_while_training_and_reports_tfidf_beside_it(isolated_outputs):

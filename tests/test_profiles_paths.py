@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mlsearch_lib import paths
-from mlsearch_lib.profiles import PROFILES_DIR, ProfileError, load_profile
+from mlsearch_lib.profiles import PROFILES_DIR, ProfileError, load_profile, parse_sets
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
@@ -59,3 +59,12 @@ def test_output_and_build_roots_follow_environment(tmp_path, monkeypatch):
     assert paths.figures_dir() == (tmp_path / "o" / "figures").resolve()
     assert paths.tables_dir() == (tmp_path / "o" / "reports" / "tables").resolve()
     assert paths.build_dir() == (tmp_path / "b").resolve()
+
+
+def test_set_overrides_are_nested_yaml_values():
+    assert parse_sets(["llm.lr=2e-4", "data.max_rows.QC=100", "llm.target_modules=[q_proj, v_proj]",
+                       "llm.max_train_rows=null"]) == {
+        "llm": {"lr": 2e-4, "target_modules": ["q_proj", "v_proj"], "max_train_rows": None},
+        "data": {"max_rows": {"QC": 100}}}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_sets(["llm.lr"])

@@ -46,13 +46,13 @@ def run_probe(task: str, fold: int, profile: Profile) -> dict[str, Any]:
 
 
 def write_probe(res: dict[str, Any], name: str) -> str:
-    curve = pd.DataFrame(res["curve"]).drop_duplicates("step", keep="last")
+    curve = pd.DataFrame(res["curve"]).drop_duplicates("step", keep="last").astype({"step": int})
     curve["Δ vs TF-IDF"] = curve["eval_auc"] - res["tfidf_auc"]
     text = (f"# Probe {name}: {res['task']} fold {res['fold']}, {res['backbone']}\n\n"
             f"Trained on {res['train_rows']:,} rows in {res['seconds']:.0f} s; held-out fold {res['val_rows']:,} rows. "
             f"TF-IDF char n-gram + LR on the same fold: ROC-AUC {res['tfidf_auc']:.4f}.\n\n"
             f"Settings: `{json.dumps(res['settings'], sort_keys=True)}`\n\n"
-            + curve.to_markdown(index=False, floatfmt=".4f") + "\n")
+            + curve.to_markdown(index=False, floatfmt=(".0f", ".3f", ".4f", "+.4f")) + "\n")
     out = ensure(reports_dir() / "probes")
     stem = f"{res['task']}_fold{res['fold']}_{name}"
     (out / f"{stem}.md").write_text(text, encoding="utf-8")

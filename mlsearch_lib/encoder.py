@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -180,7 +181,7 @@ class CrossEncoder:
             evaluate = lambda: self.predict_proba(eval_pairs, progress=False)  # noqa: E731
         args = dict(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, warmup_ratio=self.cfg.warmup_ratio,
                     epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, grad_accum=1, scheduler="linear",
-                    bf16=False)
+                    bf16=False, group_by_length=self.cfg.group_by_length)
         result = run_trainer(_WeightedTrainer, model, rows, collate, args, self.seed, output_dir, tag,
                              max_steps=max_steps, save_steps=save_steps, evaluate=evaluate, eval_labels=eval_labels)
         self._full_state_dict = result.pop("full_state_dict", None)  # FSDP only: gathered for save()
@@ -281,6 +282,17 @@ def _run_layers(layers: Sequence[torch.nn.Module], hidden: torch.Tensor,
         out = layer(hidden, attention_mask=attention_mask)
         hidden = out[0] if isinstance(out, tuple) else out
     return hidden
+
+
+class _LengthGrouped(Trainer):
+    """Training batches of rows of similar length (shuffled in blocks of 50 batches, then sorted:
+    transformers' ``LengthGroupedSampler``), so a step pads little. Rows are token ids or the
+    cached lower-layer states of ``train_top_layers``."""
+
+    def _get_train_sampler(self, train_dataset=None):  # noqa: ANN001, ANN202
+        rows = self.train_dataset if train_dataset is None else train_dataset
+        lengths = [len(r["hidden"] if "hidden" in r else r["input_ids"]) for r in rows]
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
 
 
 class _WeightedTrainer(Trainer):
@@ -449,6 +461,8 @@ def run_trainer(trainer_cls: type[Trainer], model: torch.nn.Module, rows: list[d
                     shutil.rmtree(ck, ignore_errors=True)
             if args.should_save:
                 stamp.write_text(tag + "\n")
+    if hp.get("group_by_length"):
+        trainer_cls = type(trainer_cls.__name__, (_LengthGrouped, trainer_cls), {})
     callbacks = []
     if evaluate is not None and eval_labels is not None:
         callbacks.append(_EvalCallback(evaluate, eval_labels, every=max(1, total // 10)))

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import qc_pairs  # noqa: E402
 
-from mlsearch_lib.encoder import CrossEncoder, _WeightedTrainer, cap_rows, learning_curve  # noqa: E402
+from mlsearch_lib.encoder import CrossEncoder, _LengthGrouped, _WeightedTrainer, cap_rows, learning_curve  # noqa: E402
 from mlsearch_lib.profiles import EncoderConfig  # noqa: E402
 
 CFG = EncoderConfig(max_length=24, batch_size=4, epochs=1, lr=1e-4, warmup_ratio=0.0)
@@ -155,3 +155,20 @@ def test_top_layers_mode_trains_only_the_top_and_scores_like_the_full_model(tmp_
 def test_top_layers_mode_refuses_lora():
     with pytest.raises(ValueError, match="lora or train_top_layers"):
         CrossEncoder(CFG.model_copy(update={"lora": True, "train_top_layers": 1}), seed=0)
+
+
+@pytest.mark.parametrize("key", ["input_ids", "hidden"])
+def test_length_grouped_batches_hold_rows_of_similar_length(tmp_path, key):
+    from transformers import TrainingArguments
+
+    lengths = np.random.default_rng(0).integers(1, 65, size=400)
+    rows = [{key: torch.zeros(n, 2) if key == "hidden" else [0] * n} for n in lengths]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to=[])
+    torch.manual_seed(0)
+    order = list(_LengthGrouped(model=torch.nn.Linear(1, 1), args=args, train_dataset=rows)._get_train_sampler())
+    assert sorted(order) == list(range(400))  # every row once per epoch
+
+    def spread(idx: list[int]) -> float:  # mean (longest - shortest) within a batch of 8
+        return float(np.mean([np.ptp(lengths[idx[i:i + 8]]) for i in range(0, len(idx), 8)]))
+
+    assert spread(order) < spread(list(np.random.default_rng(1).permutation(400))) / 4

@@ -57,6 +57,7 @@ def attach_tags(df: pd.DataFrame, task: str, profile: Profile) -> pd.DataFrame:
 def prepare(task: Task, profile: Profile, max_rows: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """The task's training rows (sampled per profile, then to ``max_rows``), with their tags,
     and their query-grouped folds."""
+    profile = profile.for_task(task)
     df = load_training(task, profile.data, profile.seed)
     if max_rows is not None:
         df = stratified_sample(df, max_rows, profile.seed).reset_index(drop=True)

@@ -26,6 +26,7 @@ from .relevance import RelevanceModel
 
 def run_probe(task: str, fold: int, profile: Profile) -> dict[str, Any]:
     """Held-out ROC-AUC of ``profile.backbone`` during training on one fold, and TF-IDF's on it."""
+    profile = profile.for_task(task)
     df, folds = prepare(task, profile)  # type: ignore[arg-type]
     if fold not in set(folds):
         raise ValueError(f"fold {fold}: the profile has folds 0..{folds.max()}")

@@ -62,6 +62,7 @@ class RelevanceModel:
     """A prompt builder (tags, in-context examples) bound to a backbone, for one task."""
 
     def __init__(self, kind: str, task: str, profile: Profile):
+        profile = profile.for_task(task)
         self.kind, self.task, self.profile = kind, task, profile
         self.builder = PromptBuilder(task, profile.prompt, seed=profile.seed)
         self.backbone = _backbone(kind, profile)
@@ -109,6 +110,7 @@ class RelevanceModel:
 def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray,
                train_mask: np.ndarray, weights: np.ndarray | None) -> str:
     """Changes whenever anything that determines the fold predictions changes."""
+    profile = profile.for_task(task)
     h = hashlib.sha256()
     builder = PromptBuilder(task, profile.prompt)
     settings = {"kind": kind, "task": task, "seed": profile.seed, "prompt": profile.prompt.model_dump(),

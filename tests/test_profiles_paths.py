@@ -68,3 +68,12 @@ def test_set_overrides_are_nested_yaml_values():
         "data": {"max_rows": {"QC": 100}}}
     with pytest.raises(ValueError, match="key=value"):
         parse_sets(["llm.lr"])
+
+
+def test_per_task_overrides_change_one_task_only_and_bad_keys_name_the_task():
+    profile = load_profile("tiny", {"per_task": {"QI": {"encoder": {"epochs": 3, "lr": 1e-3}}}})
+    qi, qc = profile.for_task("QI"), profile.for_task("QC")
+    assert (qi.encoder.epochs, qi.encoder.lr) == (3, 1e-3)
+    assert qc.encoder == load_profile("tiny").encoder and qi.encoder.max_length == qc.encoder.max_length
+    with pytest.raises(ProfileError, match=r"tiny.yaml: unknown key 'per_task.QI.encoder.epoch'"):
+        load_profile("tiny", {"per_task": {"QI": {"encoder": {"epoch": 3}}}})

@@ -91,3 +91,14 @@ def test_the_prompt_template_is_part_of_the_llm_cache_key(qc, monkeypatch):
     monkeypatch.setattr(prompts, "load_template", lambda name: {**real(name), "body": "{query} | {item}\n"})
     assert relevance._cache_key("llm", "QC", prof, df, folds, mask, None) != before["llm"]  # a reworded prompt
     assert relevance._cache_key("tfidf", "QC", prof, df, folds, mask, None) == before["tfidf"]
+
+
+def test_a_per_task_override_reaches_that_tasks_model_and_cache_key_only(qc):
+    df, folds = qc
+    prof = load_profile("tiny")
+    other = load_profile("tiny", {"per_task": {"QI": {"encoder": {"epochs": 2}}}})
+    mask = np.ones(len(df), bool)
+    key = lambda task, p: relevance._cache_key("encoder", task, p, df, folds, mask, None)  # noqa: E731
+    assert key("QC", prof) == key("QC", other) and key("QI", prof) != key("QI", other)
+    assert relevance.RelevanceModel("encoder", "QI", other).backbone.cfg.epochs == 2
+    assert relevance.RelevanceModel("encoder", "QC", other).backbone.cfg.epochs == 1

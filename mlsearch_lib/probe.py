@@ -26,7 +26,6 @@ from .relevance import RelevanceModel
 
 def run_probe(task: str, fold: int, profile: Profile) -> dict[str, Any]:
     """Held-out ROC-AUC of ``profile.backbone`` during training on one fold, and TF-IDF's on it."""
-    profile = profile.for_task(task)
     df, folds = prepare(task, profile)  # type: ignore[arg-type]
     if fold not in set(folds):
         raise ValueError(f"fold {fold}: the profile has folds 0..{folds.max()}")
@@ -41,7 +40,7 @@ def run_probe(task: str, fold: int, profile: Profile) -> dict[str, Any]:
     log = model.backbone.fit(model._inputs(train), train["label"].to_numpy(), None, None, model._inputs(val), y)
     curve = [{"step": h["step"], "epoch": round(float(h["epoch"]), 3), "eval_auc": h["eval_auc"]}
              for h in log["history"] if "eval_auc" in h]
-    return {"task": task, "fold": fold, "backbone": profile.backbone, "settings": getattr(profile, profile.backbone).model_dump(),
+    return {"task": task, "fold": fold, "backbone": profile.backbone, "settings": model.backbone.cfg.model_dump(),
             "train_rows": int(log["train_rows"]), "val_rows": int(len(val)), "seconds": round(time.perf_counter() - t0, 1),
             "tfidf_auc": float(roc_auc_score(y, reference.predict_proba(val))), "curve": curve}
 

@@ -130,7 +130,7 @@ def run(profile_name: str, only: str | None = None, start: str | None = None, lo
             _write_json(meta_path, meta)
             raise _failure(nb, exc, executed) from None
         seconds = round(time.perf_counter() - t0, 1)
-        meta["notebooks"][nb.stem] = {"status": "ok", "seconds": seconds}
+        meta["notebooks"][nb.stem] = {"status": "ok", "seconds": seconds, "code_version": meta["code_version"]}
         _write_json(meta_path, meta)
         log(f"[{i}/{len(chosen)}] {nb.stem} done in {seconds:.1f} s")
     meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -140,13 +140,24 @@ def run(profile_name: str, only: str | None = None, start: str | None = None, lo
 
 
 def publish_metadata(profile_name: str) -> Path:
-    """Copy a run's ``run.json`` and ``metrics.json`` to ``reports/runs/<profile>/``, beside the
-    figures and tables they describe (those are committed; ``build/`` is not)."""
+    """Merge a run's ``run.json`` and ``metrics.json`` into ``reports/runs/<profile>/``, beside the
+    figures and tables they describe (those are committed; ``build/`` is not).
+
+    A run of a few notebooks (``--only``), even from a fresh build dir, replaces those notebooks'
+    entries and keeps the others': the published files describe every committed table, and each
+    notebook's entry names the code version it ran with."""
     run_dir = build_dir() / profile_name
     out = ensure(reports_dir() / "runs" / profile_name)
     for name in ("run.json", "metrics.json"):
-        if (run_dir / name).exists():
-            (out / name).write_text((run_dir / name).read_text(encoding="utf-8"), encoding="utf-8")
+        if not (run_dir / name).exists():
+            continue
+        new = _read_json(run_dir / name)
+        old = _read_json(out / name)
+        if name == "run.json":
+            new["notebooks"] = {**old.get("notebooks", {}), **new.get("notebooks", {})}
+        else:
+            new = {**old, **new}  # per notebook: a rerun notebook's metrics replace its old ones whole
+        _write_json(out / name, new)
     return out
 
 

@@ -111,3 +111,22 @@ def test_no_data_stops_at_once(isolated_outputs, tmp_path):
     done = _book("run", "--profile", "tiny")
     assert done.returncode == 2 and "data/raw/QC/" in done.stderr
     assert not (isolated_outputs / "build" / "tiny" / "notebooks").exists()
+
+
+def test_publishing_a_partial_run_keeps_the_other_notebooks(isolated_outputs):
+    """``--only 04`` from a fresh build dir must not drop 00's entries from the published files."""
+    published = isolated_outputs / "out" / "reports" / "runs" / "tiny"
+    published.mkdir(parents=True)
+    (published / "run.json").write_text(json.dumps({"code_version": "old", "notebooks": {
+        "00_eda": {"status": "ok", "seconds": 1.0}, "04_training": {"status": "ok", "seconds": 9.0}}}))
+    (published / "metrics.json").write_text(json.dumps({"00_eda": {"rows": 3}, "04_training": {"auc": 0.1, "gone": 1}}))
+    build = isolated_outputs / "build" / "tiny"
+    build.mkdir(parents=True)
+    (build / "run.json").write_text(json.dumps({"code_version": "new", "notebooks": {
+        "04_training": {"status": "ok", "seconds": 5.0, "code_version": "new"}}}))
+    (build / "metrics.json").write_text(json.dumps({"04_training": {"auc": 0.7}}))
+    book.publish_metadata("tiny")
+    meta = json.loads((published / "run.json").read_text())
+    assert meta["code_version"] == "new" and meta["notebooks"]["00_eda"]["seconds"] == 1.0
+    assert meta["notebooks"]["04_training"] == {"status": "ok", "seconds": 5.0, "code_version": "new"}
+    assert json.loads((published / "metrics.json").read_text()) == {"00_eda": {"rows": 3}, "04_training": {"auc": 0.7}}

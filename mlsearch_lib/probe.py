@@ -57,7 +57,34 @@ def write_probe(res: dict[str, Any], name: str) -> str:
     stem = f"{res['task']}_fold{res['fold']}_{name}"
     (out / f"{stem}.md").write_text(text, encoding="utf-8")
     (out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    write_index()
     return text
+
+
+_INDEX_SETTINGS = ("train_top_layers", "epochs", "lr", "group_by_length")
+
+
+def write_index() -> pd.DataFrame:
+    """``reports/probes/README.md``: every probe in one table, last and best held-out ROC-AUC
+    beside TF-IDF's on the same fold, so probes of one question read side by side."""
+    out = reports_dir() / "probes"
+    rows = []
+    for path in sorted(out.glob("*_fold*_*.json")):
+        res = json.loads(path.read_text(encoding="utf-8"))
+        best = max(res["curve"], key=lambda c: c["eval_auc"])
+        rows.append({"task": res["task"], "fold": res["fold"], "probe": path.stem.split("_", 2)[2],
+                     **{k: res["settings"].get(k, "—") for k in _INDEX_SETTINGS},  # "—": probe predates the key
+                     "seconds": res["seconds"], "TF-IDF": res["tfidf_auc"], "last": res["curve"][-1]["eval_auc"],
+                     "best": best["eval_auc"], "best at epoch": best["epoch"]})
+    table = pd.DataFrame(rows).sort_values(["task", "fold", "probe"], kind="stable")
+    table.insert(len(table.columns) - 2, "last − TF-IDF", table["last"] - table["TF-IDF"])
+    (out / "README.md").write_text(
+        "# Probes\n\nOne fold each, written by `python -m mlsearch_lib.probe` (regenerated after every probe); "
+        "held-out ROC-AUC at the end of training (last) and at its best evaluation, beside TF-IDF char n-gram + LR "
+        "trained on the same rows. Details and curves: one `.md` per probe.\n\n"
+        + table.to_markdown(index=False, floatfmt=("", "", "", "g", "g", "g", "", ".0f", ".4f", ".4f", "+.4f", ".4f", ".2f"))
+        + "\n", encoding="utf-8")
+    return table
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,9 +24,13 @@ from .profiles import Profile, load_profile, parse_sets
 from .relevance import RelevanceModel
 
 
-def run_probe(task: str, fold: int, profile: Profile) -> dict[str, Any]:
-    """Held-out ROC-AUC of ``profile.backbone`` during training on one fold, and TF-IDF's on it."""
+def run_probe(task: str, fold: int, profile: Profile, train_seed: int | None = None) -> dict[str, Any]:
+    """Held-out ROC-AUC of ``profile.backbone`` during training on one fold, and TF-IDF's on it.
+
+    ``train_seed`` reseeds only the model (head init, batch order), not the data sample or the
+    folds, so two seeds on the same fold measure training noise."""
     df, folds = prepare(task, profile)  # type: ignore[arg-type]
+    profile = profile if train_seed is None else profile.model_copy(update={"seed": train_seed})
     if fold not in set(folds):
         raise ValueError(f"fold {fold}: the profile has folds 0..{folds.max()}")
     train, val = df[folds != fold].reset_index(drop=True), df[folds == fold].reset_index(drop=True)
@@ -40,7 +44,8 @@ def run_probe(task: str, fold: int, profile: Profile) -> dict[str, Any]:
     log = model.backbone.fit(model._inputs(train), train["label"].to_numpy(), None, None, model._inputs(val), y)
     curve = [{"step": h["step"], "epoch": round(float(h["epoch"]), 3), "eval_auc": h["eval_auc"]}
              for h in log["history"] if "eval_auc" in h]
-    return {"task": task, "fold": fold, "backbone": profile.backbone, "settings": model.backbone.cfg.model_dump(),
+    return {"task": task, "fold": fold, "backbone": profile.backbone, "train_seed": profile.seed,
+            "settings": model.backbone.cfg.model_dump(),
             "train_rows": int(log["train_rows"]), "val_rows": int(len(val)), "seconds": round(time.perf_counter() - t0, 1),
             "tfidf_auc": float(roc_auc_score(y, reference.predict_proba(val))), "curve": curve}
 
@@ -73,6 +78,7 @@ def write_index() -> pd.DataFrame:
         res = json.loads(path.read_text(encoding="utf-8"))
         best = max(res["curve"], key=lambda c: c["eval_auc"])
         rows.append({"task": res["task"], "fold": res["fold"], "probe": path.stem.split("_", 2)[2],
+                     "train seed": res.get("train_seed", "—"),
                      **{k: res["settings"].get(k, "—") for k in _INDEX_SETTINGS},  # "—": probe predates the key
                      "seconds": res["seconds"], "TF-IDF": res["tfidf_auc"], "last": res["curve"][-1]["eval_auc"],
                      "best": best["eval_auc"], "best at epoch": best["epoch"]})
@@ -82,7 +88,7 @@ def write_index() -> pd.DataFrame:
         "# Probes\n\nOne fold each, written by `python -m mlsearch_lib.probe` (regenerated after every probe); "
         "held-out ROC-AUC at the end of training (last) and at its best evaluation, beside TF-IDF char n-gram + LR "
         "trained on the same rows. Details and curves: one `.md` per probe.\n\n"
-        + table.to_markdown(index=False, floatfmt=("", "", "", "g", "g", "g", "", ".0f", ".4f", ".4f", "+.4f", ".4f", ".2f"))
+        + table.to_markdown(index=False, floatfmt=("", "", "", "g", "g", "g", "g", "", ".0f", ".4f", ".4f", "+.4f", ".4f", ".2f"))
         + "\n", encoding="utf-8")
     return table
 
@@ -94,11 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="profile override, e.g. encoder.epochs=3 (repeatable)")
+    parser.add_argument("--train-seed", type=int, help="reseed the model only (same data and folds): training noise")
     parser.add_argument("--name", help="report name (default: the overrides joined)")
     args = parser.parse_args(argv)
     profile = load_profile(args.profile, parse_sets(args.overrides))
     name = args.name or ("_".join(o.split(".")[-1].replace("=", "") for o in args.overrides) or args.profile)
-    print(write_probe(run_probe(args.task, args.fold, profile), name))
+    print(write_probe(run_probe(args.task, args.fold, profile, args.train_seed), name))
 
 
 if __name__ == "__main__":

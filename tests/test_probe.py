@@ -15,10 +15,15 @@ def test_a_probe_scores_the_held_out_fold_while_training_and_reports_tfidf_besid
     assert epochs == sorted(epochs) and epochs[-1] == pytest.approx(2.0) and len(epochs) >= 2
     assert all(0.0 <= c["eval_auc"] <= 1.0 for c in res["curve"]) and 0.0 <= res["tfidf_auc"] <= 1.0
     assert res["train_rows"] == 64 and 50 < res["val_rows"] < 150  # tiny: 64 training rows at most, 300 in 3 folds
+    main(["--profile", "tiny", "--task", "QC", "--fold", "1", "--set", "encoder.epochs=2", "--train-seed", "5", "--name", "seed5"])
+    other = json.loads((isolated_outputs / "out" / "reports" / "probes" / "QC_fold1_seed5.json").read_text())
+    assert other["train_seed"] == 5 and res["train_seed"] != 5
+    assert (other["val_rows"], other["tfidf_auc"]) == (res["val_rows"], res["tfidf_auc"])  # same data, same fold
+    assert [c["eval_auc"] for c in other["curve"]] != [c["eval_auc"] for c in res["curve"]]  # another model
     main(["--profile", "tiny", "--task", "QC", "--fold", "0", "--name", "one"])
     index = (isolated_outputs / "out" / "reports" / "probes" / "README.md").read_text()
     rows = [line for line in index.splitlines() if line.startswith("| QC")]
-    assert [[c.strip() for c in r.split("|")[2:4]] for r in rows] == [["0", "one"], ["1", "two"]]  # both, by fold
-    assert f"{res['tfidf_auc']:.4f}" in rows[1] and f"{res['curve'][-1]['eval_auc']:.4f}" in rows[1]
+    assert [[c.strip() for c in r.split("|")[2:4]] for r in rows] == [["0", "one"], ["1", "seed5"], ["1", "two"]]
+    assert f"{res['tfidf_auc']:.4f}" in rows[2] and f"{res['curve'][-1]['eval_auc']:.4f}" in rows[2]
     with pytest.raises(ValueError, match="folds 0..2"):
         main(["--profile", "tiny", "--fold", "7"])

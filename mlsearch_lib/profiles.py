@@ -206,6 +206,17 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _without(base: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
+    """``base`` less every leaf that ``keys`` sets (same nested path)."""
+    out = {}
+    for key, value in base.items():
+        if key not in keys:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(keys[key], dict):
+            out[key] = _without(value, keys[key])
+    return out
+
+
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -242,8 +253,13 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: a profile is a mapping of keys, got {type(raw).__name__}")
     raw.setdefault("name", path.stem)
+    overrides = overrides or {}
+    shared = {k: v for k, v in overrides.items() if k != "per_task"}
+    for task, entry in (raw.get("per_task") or {}).items():  # an explicit override beats the file's per-task one
+        if isinstance(entry, dict):
+            raw["per_task"][task] = _without(entry, shared)
     try:
-        profile = Profile.model_validate(_merge(raw, overrides or {}))
+        profile = Profile.model_validate(_merge(raw, overrides))
     except ValidationError as exc:
         raise ProfileError(f"{path}: {_problems(exc)}") from None
     for task in profile.per_task:  # a bad per-task key fails now, naming the file and the task

@@ -77,3 +77,16 @@ def test_per_task_overrides_change_one_task_only_and_bad_keys_name_the_task():
     assert qc.encoder == load_profile("tiny").encoder and qi.encoder.max_length == qc.encoder.max_length
     with pytest.raises(ProfileError, match=r"tiny.yaml: unknown key 'per_task.QI.encoder.epoch'"):
         load_profile("tiny", {"per_task": {"QI": {"encoder": {"epoch": 3}}}})
+
+
+def test_an_explicit_override_beats_the_files_per_task_setting(tmp_path):
+    """``--set encoder.lr=2e-4`` must reach QI too, though the file gives QI its own lr."""
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nencoder: {lr: 2.0e-4}\nper_task:\n  QI: {encoder: {lr: 1.0e-4, train_top_layers: 4}}\n")
+    as_filed = load_profile(path).for_task("QI").encoder
+    assert (as_filed.lr, as_filed.train_top_layers) == (1e-4, 4)
+    overridden = load_profile(path, parse_sets(["encoder.lr=3e-4"]))
+    assert overridden.for_task("QI").encoder.lr == 3e-4 and overridden.for_task("QI").encoder.train_top_layers == 4
+    assert overridden.for_task("QC").encoder.lr == 3e-4
+    per_task = load_profile(path, parse_sets(["per_task.QI.encoder.lr=5e-4"])).for_task("QI").encoder
+    assert per_task.lr == 5e-4  # an override aimed at per_task itself still lands there

@@ -67,6 +67,8 @@ def write_probe(res: dict[str, Any], name: str) -> str:
 
 
 _INDEX_SETTINGS = ("train_top_layers", "epochs", "lr", "group_by_length")
+_INDEX_FORMATS = {"seconds": ".0f", "TF-IDF": ".4f", "last": ".4f", "last − TF-IDF": "+.4f", "best": ".4f",
+                  "best at epoch": ".2f"}  # by column name; the rest as written ("g")
 
 
 def write_index() -> pd.DataFrame:
@@ -88,7 +90,7 @@ def write_index() -> pd.DataFrame:
         "# Probes\n\nOne fold each, written by `python -m mlsearch_lib.probe` (regenerated after every probe); "
         "held-out ROC-AUC at the end of training (last) and at its best evaluation, beside TF-IDF char n-gram + LR "
         "trained on the same rows. Details and curves: one `.md` per probe.\n\n"
-        + table.to_markdown(index=False, floatfmt=("", "", "", "g", "g", "g", "g", "", ".0f", ".4f", ".4f", "+.4f", ".4f", ".2f"))
+        + table.to_markdown(index=False, floatfmt=[_INDEX_FORMATS.get(c, "g") for c in table.columns])
         + "\n", encoding="utf-8")
     return table
 

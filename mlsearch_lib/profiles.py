@@ -255,9 +255,8 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
     raw.setdefault("name", path.stem)
     overrides = overrides or {}
     shared = {k: v for k, v in overrides.items() if k != "per_task"}
-    for task, entry in (raw.get("per_task") or {}).items():  # an explicit override beats the file's per-task one
-        if isinstance(entry, dict):
-            raw["per_task"][task] = _without(entry, shared)
+    if isinstance(raw.get("per_task"), dict):  # an explicit override beats the file's per-task value
+        raw["per_task"] = {t: _without(e, shared) if isinstance(e, dict) else e for t, e in raw["per_task"].items()}
     try:
         profile = Profile.model_validate(_merge(raw, overrides))
     except ValidationError as exc:

@@ -69,6 +69,9 @@ class CrossEncoder:
         _reinit_empty_pooler(self.model)
         if cfg.train_top_layers:
             self._freeze_below_top()
+        elif cfg.pooling != "cls":
+            raise ValueError(f"encoder: pooling={cfg.pooling!r} needs train_top_layers (up to "
+                             f"{self.model.config.num_hidden_layers}, every layer)")
         elif cfg.lora:
             self.model = self._wrap_lora(self.model)
         elif cfg.freeze_embeddings:
@@ -92,7 +95,7 @@ class CrossEncoder:
         if self.cfg.lora:
             raise ValueError("encoder: choose lora or train_top_layers, not both")
         self.model.requires_grad_(False)
-        self._top = _TopStack(self.model, int(self.cfg.train_top_layers))
+        self._top = _TopStack(self.model, int(self.cfg.train_top_layers), self.cfg.pooling)
         self._top.requires_grad_(True)
 
     def _lower_states(self, pairs: Sequence[Pair], progress: bool = True) -> list[torch.Tensor]:
@@ -257,11 +260,13 @@ class _TopStack(torch.nn.Module):
     """The top ``n`` layers, pooler and head of a BERT-like classifier, fed cached hidden states.
 
     It holds the classifier's own modules (no copies): training it trains the full model, which
-    then saves, loads and scores as usual.
+    then saves, loads and scores as usual. ``pooling="mean"`` feeds the head the masked mean of
+    the top layer instead of the pooler's first-token vector (the pooler is then unused).
     """
 
-    def __init__(self, model: torch.nn.Module, n: int):
+    def __init__(self, model: torch.nn.Module, n: int, pooling: str = "cls"):
         super().__init__()
+        self.pooling = pooling
         base = model.base_model
         layers = getattr(getattr(base, "encoder", None), "layer", None)
         if layers is None or getattr(base, "pooler", None) is None or n > len(layers):
@@ -272,7 +277,12 @@ class _TopStack(torch.nn.Module):
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> SequenceClassifierOutput:
         blocked = (1 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
         hidden = _run_layers(self.layers, hidden, blocked)
-        return SequenceClassifierOutput(logits=self.classifier(self.dropout(self.pooler(hidden))))
+        if self.pooling == "mean":
+            keep = attention_mask[..., None].to(hidden.dtype)
+            pooled = (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        else:
+            pooled = self.pooler(hidden)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
 
 
 def _run_layers(layers: Sequence[torch.nn.Module], hidden: torch.Tensor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from .metrics import by_language, scores
 from .paths import build_dir, ensure
 from .profiles import Profile
 from .prompts import TAG_COLUMNS
-from .relevance import LABELS, RelevanceModel, cross_validate
+from .relevance import LABELS, RelevanceModel, cross_validate, fold_model_dir
 from .thresholds import Thresholds, best_f1_threshold
 
 
@@ -72,6 +73,11 @@ def train_mask(df: pd.DataFrame, profile: Profile, setting: str = "all") -> np.n
     return trainable(df, (langs or OFFICIAL_TRAIN_LANGUAGES) if setting == "official" else langs)
 
 
+#: Without official test files, notebook 05 holds this fold out for its submission check; the
+#: main model that predicted it in cross-validation is kept, so 05 does not train it again.
+HOLDOUT_FOLD = 0
+
+
 def oof_path(profile: Profile, task: str, kind: str, setting: str = "all") -> Path:
     return ensure(run_dir(profile) / "oof") / f"{task}_{kind}_{setting}.csv"
 
@@ -86,7 +92,9 @@ def out_of_fold(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     mask = train_mask(df, profile, setting)
     out = {}
     for kind in kinds:
-        p, logs = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", mask, weights, log=lambda s: None)
+        keep = HOLDOUT_FOLD if kind == profile.backbone and setting == "all" and weights is None else None
+        p, logs = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", mask, weights,
+                                 log=lambda s: None, keep_model=keep)
         path = oof_path(profile, task, kind, setting)
         df[["id", "language", "label"]].assign(fold=folds, p_yes=p).to_csv(path, index=False)
         path.with_suffix(".logs.json").write_text(json.dumps(logs, default=float), encoding="utf-8")
@@ -221,14 +229,22 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     """Train the profile's main backbone for submission and save it with its thresholds.
 
     With ``hold_out_fold`` set (no official test file at hand), that fold is left out so the
-    submission written for it is a genuine held-out check; otherwise every row trains.
+    submission written for it is a genuine held-out check; otherwise every row trains. The
+    held-out case is the model :func:`out_of_fold` trained for that fold: it is reused when kept.
     """
     train = np.ones(len(df), dtype=bool) if hold_out_fold is None else folds != hold_out_fold
     train &= train_mask(df, profile)
-    model = RelevanceModel(profile.backbone, task, profile)
     directory = run_dir(profile) / "models" / task
-    model.fit(df[train].reset_index(drop=True), output_dir=run_dir(profile) / "models" / f"{task}_ckpt")
-    model.save(directory)
+    kept = None if hold_out_fold is None else fold_model_dir(
+        profile.backbone, task, profile, df, folds, run_dir(profile) / "folds", hold_out_fold, train_mask(df, profile))
+    shutil.rmtree(directory, ignore_errors=True)
+    if kept is not None:
+        shutil.copytree(kept, directory)
+        print(f"{task}: the model cross-validation trained for fold {hold_out_fold} is the final model ({kept})")
+    else:
+        model = RelevanceModel(profile.backbone, task, profile)
+        model.fit(df[train].reset_index(drop=True), output_dir=run_dir(profile) / "models" / f"{task}_ckpt")
+        model.save(directory)
     (directory / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
     return directory
 

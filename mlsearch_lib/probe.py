@@ -66,7 +66,7 @@ def write_probe(res: dict[str, Any], name: str) -> str:
     return text
 
 
-_INDEX_SETTINGS = ("train_top_layers", "epochs", "lr", "group_by_length")
+_INDEX_SETTINGS = ("train_top_layers", "epochs", "lr", "group_by_length", "pooling")
 _INDEX_FORMATS = {"seconds": ".0f", "TF-IDF": ".4f", "last": ".4f", "last − TF-IDF": "+.4f", "best": ".4f",
                   "best at epoch": ".2f"}  # by column name; the rest as written ("g")
 

@@ -65,6 +65,10 @@ class EncoderConfig(_Strict):
     train_top_layers: int | None = Field(default=None, ge=1)
     #: training batches of rows of similar length: QC pads 1.2x, QI 1.5x fewer tokens than random batches
     group_by_length: bool = True
+    #: what the head reads: "cls" (BERT's pooler on the first token, as transformers does) or
+    #: "mean" (the masked mean of the top layer, the pooling e5 was pre-trained with; needs
+    #: train_top_layers, up to the layer count, since only the top stack is ours to change)
+    pooling: Literal["cls", "mean"] = "cls"
 
 
 class LLMConfig(_Strict):

@@ -132,10 +132,11 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
 
 def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray, cache_dir: Path,
                    train_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
-                   log: Callable[[str], None] = print) -> tuple[np.ndarray, list[Any]]:
+                   log: Callable[[str], None] = print, keep_model: int | None = None) -> tuple[np.ndarray, list[Any]]:
     """Out-of-fold p(yes) for every row: fold ``i`` is predicted by a model trained on the
     other folds' rows that ``train_mask`` allows. Each finished fold is saved under
-    ``cache_dir/<key>/`` and reused by a rerun with the same inputs."""
+    ``cache_dir/<key>/`` and reused by a rerun with the same inputs. The model that predicted
+    fold ``keep_model`` is kept there too (:func:`fold_model_dir`)."""
     train_mask = np.ones(len(df), dtype=bool) if train_mask is None else np.asarray(train_mask, dtype=bool)
     run_dir = ensure(Path(cache_dir) / f"{task}_{kind}_{_cache_key(kind, task, profile, df, folds, train_mask, weights)}")
     oof = np.full(len(df), np.nan)
@@ -143,7 +144,7 @@ def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, fol
     for i in tqdm(sorted(set(folds)), desc=f"{task} {kind} folds", leave=False):
         done = run_dir / f"fold{i}.npz"
         val = folds == i
-        if done.exists():
+        if done.exists() and (i != keep_model or (run_dir / f"fold{i}_model" / "mlsearch_model.json").is_file()):
             saved = np.load(done, allow_pickle=False)
             oof[val] = saved["p"]
             logs.append(json.loads(str(saved["log"])))
@@ -154,6 +155,12 @@ def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, fol
         fit_log = model.fit(df[train].reset_index(drop=True), None if weights is None else weights[train],
                             output_dir=run_dir / f"fold{i}_ckpt")
         p = model.predict_proba(df[val].reset_index(drop=True))
+        if i == keep_model:  # saved whole before it is named, so a half-written model is never taken
+            kept, partial = run_dir / f"fold{i}_model", run_dir / f"fold{i}_model.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            model.save(partial)
+            shutil.rmtree(kept, ignore_errors=True)
+            partial.replace(kept)
         np.savez(done.with_suffix(".tmp.npz"), p=p, log=json.dumps(fit_log or {}, default=float))
         done.with_suffix(".tmp.npz").replace(done)
         shutil.rmtree(run_dir / f"fold{i}_ckpt", ignore_errors=True)  # only needed to resume this fold
@@ -161,3 +168,13 @@ def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, fol
         logs.append(fit_log or {})
         log(f"{task} {kind} fold {i}: trained on {train.sum()} rows, predicted {val.sum()}")
     return oof, logs
+
+
+def fold_model_dir(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray, cache_dir: Path,
+                   fold: int, train_mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> Path | None:
+    """The saved model :func:`cross_validate` kept for ``fold`` with these inputs, if any: it is
+    exactly what training on the other folds would give again (same rows, settings and seed)."""
+    train_mask = np.ones(len(df), dtype=bool) if train_mask is None else np.asarray(train_mask, dtype=bool)
+    key = _cache_key(kind, task, profile, df, folds, train_mask, weights)
+    directory = Path(cache_dir) / f"{task}_{kind}_{key}" / f"fold{fold}_model"
+    return directory if (directory / "mlsearch_model.json").is_file() else None

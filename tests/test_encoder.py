@@ -152,6 +152,25 @@ def test_top_layers_mode_trains_only_the_top_and_scores_like_the_full_model(tmp_
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 3
 
 
+def test_mean_pooling_reads_the_masked_mean_of_the_top_layer_and_leaves_the_pooler_alone(tmp_path):
+    enc = CrossEncoder(CFG.model_copy(update={"train_top_layers": 1, "pooling": "mean"}), seed=0)
+    pooler = {n: p.detach().clone() for n, p in enc.model.bert.pooler.named_parameters()}
+    enc.fit(PAIRS, LABELS, max_steps=2)
+    assert all(torch.equal(p, pooler[n]) for n, p in enc.model.bert.pooler.named_parameters())
+    p = enc.predict_proba(PAIRS, batch_size=5, progress=False)  # padded batches of mixed lengths
+    batch = enc._collate(enc._encode(PAIRS))
+    with torch.no_grad():
+        top = enc.model.bert(**batch).last_hidden_state
+        mask = batch["attention_mask"][..., None].float()
+        mean = (top * mask).sum(1) / mask.sum(1)
+        expected = torch.softmax(enc.model.classifier(mean), -1)[:, 1].numpy()
+    np.testing.assert_allclose(p, expected, atol=1e-5)
+    enc.save(tmp_path / "mean")
+    np.testing.assert_allclose(CrossEncoder.load(tmp_path / "mean").predict_proba(PAIRS, progress=False), p, atol=1e-6)
+    with pytest.raises(ValueError, match="pooling='mean' needs train_top_layers"):
+        CrossEncoder(CFG.model_copy(update={"pooling": "mean"}), seed=0)
+
+
 def test_top_layers_mode_refuses_lora():
     with pytest.raises(ValueError, match="lora or train_top_layers"):
         CrossEncoder(CFG.model_copy(update={"lora": True, "train_top_layers": 1}), seed=0)

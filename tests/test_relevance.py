@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,27 @@ def test_a_per_task_override_reaches_that_tasks_model_and_cache_key_only(qc):
     assert key("QC", prof) == key("QC", other) and key("QI", prof) != key("QI", other)
     assert relevance.RelevanceModel("encoder", "QI", other).backbone.cfg.epochs == 2
     assert relevance.RelevanceModel("encoder", "QC", other).backbone.cfg.epochs == 1
+
+
+def test_the_held_out_final_model_is_the_one_cross_validation_kept(isolated_outputs, qc, monkeypatch):
+    from mlsearch_lib import experiments
+    from mlsearch_lib.thresholds import Thresholds
+
+    df, folds = qc
+    prof = load_profile("tiny")
+    p = experiments.out_of_fold("QC", prof, df, folds, ["encoder"])["encoder"]
+    held_out = df[folds == experiments.HOLDOUT_FOLD].reset_index(drop=True)
+    real_fit = relevance.RelevanceModel.fit
+    monkeypatch.setattr(relevance.RelevanceModel, "fit", lambda *a, **k: pytest.fail("trained again"))
+    reused = experiments.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
+    np.testing.assert_array_equal(relevance.RelevanceModel.load(reused).predict_proba(held_out),
+                                  p[folds == experiments.HOLDOUT_FOLD])
+    assert (reused / "thresholds.json").is_file()
+    # without the kept model it trains on the same rows, and gets the same model
+    kept = relevance.fold_model_dir("encoder", "QC", prof, df, folds, experiments.run_dir(prof) / "folds",
+                                    experiments.HOLDOUT_FOLD, experiments.train_mask(df, prof))
+    shutil.rmtree(kept)
+    monkeypatch.setattr(relevance.RelevanceModel, "fit", real_fit)
+    trained = experiments.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
+    np.testing.assert_allclose(relevance.RelevanceModel.load(trained).predict_proba(held_out),
+                               p[folds == experiments.HOLDOUT_FOLD], atol=1e-6)

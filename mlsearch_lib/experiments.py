@@ -242,9 +242,11 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
         shutil.copytree(kept, directory)
         print(f"{task}: the model cross-validation trained for fold {hold_out_fold} is the final model ({kept})")
     else:
+        checkpoints = run_dir(profile) / "models" / f"{task}_ckpt"  # only needed to resume this training
         model = RelevanceModel(profile.backbone, task, profile)
-        model.fit(df[train].reset_index(drop=True), output_dir=run_dir(profile) / "models" / f"{task}_ckpt")
+        model.fit(df[train].reset_index(drop=True), output_dir=checkpoints)
         model.save(directory)
+        shutil.rmtree(checkpoints, ignore_errors=True)
     (directory / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
     return directory
 

@@ -5,7 +5,8 @@ offline by :func:`mlsearch_lib.models_offline.resolve_model`. Training goes thro
 Face :class:`~transformers.Trainer` so that checkpoints, resumption after an interruption, the
 learning-rate schedule and logging behave as users of transformers expect; only the loss is
 ours (per-row weights). With ``train_top_layers`` only the top layers, pooler and head train,
-on cached outputs of the frozen layers below: on a CPU that lets an epoch see every row. The
+on cached outputs of the frozen layers below: on a CPU that lets an epoch see every row; there
+``pooling="mean"`` lets the head read the top layer's mean, as e5 was pre-trained. The
 small training helpers at the bottom (row cap, fingerprint, checkpoint handling, evaluation
 callback) are shared with :mod:`mlsearch_lib.causal_lm`.
 """

@@ -143,11 +143,28 @@ def results_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarra
             thr, _ = best_f1_threshold(y[folds != i], p[folds != i])
             tuned[folds == i] = thr
         fold_auc = [scores(y[folds == i], p[folds == i])["roc_auc"] for i in np.unique(folds)]
-        rows[LABELS[kind]] = {
+        rows[LABELS.get(kind, kind)] = {
             "f1@0.5": s["f1"], "f1@tuned": scores(y, p, tuned)["f1"], "roc_auc": s["roc_auc"], "pr_auc": s["pr_auc"],
             "roc_auc_fold_mean": float(np.nanmean(fold_auc)), "roc_auc_fold_std": float(np.nanstd(fold_auc)),
         }
     return pd.DataFrame(rows).T.rename_axis("model")
+
+
+def stacked_oof(y: np.ndarray, folds: np.ndarray, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Out-of-fold p(yes) of a logistic regression over the logits of several models' out-of-fold
+    p(yes): does one model add to another? Fold ``i`` is scored by a stacker fit on the other
+    folds (a few weights, so that their level-one scores came from models which saw fold ``i``
+    leaks next to nothing). Also returns each fold's weights, one column per model."""
+    from sklearn.linear_model import LogisticRegression
+
+    eps = 1e-6
+    x = np.column_stack([np.log(np.clip(p, eps, 1 - eps) / np.clip(1 - p, eps, 1 - eps)) for p in parts.values()])
+    out, weights = np.empty(len(y)), {}
+    for i in np.unique(folds):
+        fit = LogisticRegression().fit(x[folds != i], y[folds != i])
+        out[folds == i] = fit.predict_proba(x[folds == i])[:, 1]
+        weights[f"fold {i}"] = dict(zip(parts, fit.coef_[0]))
+    return out, pd.DataFrame(weights).T
 
 
 def per_language_table(df: pd.DataFrame, oofs: dict[str, np.ndarray], threshold_of: dict[str, float]) -> pd.DataFrame:

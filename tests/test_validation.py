@@ -75,3 +75,25 @@ def test_tfidf_reference_learns_lexical_overlap():
     p = model.predict_proba(pairs[300:])
     assert p.shape == (100,) and ((p > 0) & (p < 1)).all()
     assert scores(y[300:], p)["roc_auc"] > 0.9
+
+
+def test_stacking_two_models_that_err_on_different_rows_beats_either_and_ignores_noise():
+    from sklearn.metrics import roc_auc_score
+
+    from mlsearch_lib.experiments import results_table, stacked_oof
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    y = rng.integers(0, 2, n)
+    signal = 2.0 * y - 1.0
+    half = rng.random(n) < 0.5  # model a sees the label on one half of the rows, model b on the other
+    a = 1 / (1 + np.exp(-(np.where(half, signal, 0.0) + rng.normal(0, 1, n))))
+    b = 1 / (1 + np.exp(-(np.where(half, 0.0, signal) + rng.normal(0, 1, n))))
+    noise = rng.random(n)
+    folds = rng.integers(0, 5, n)
+    p, weights = stacked_oof(y, folds, {"a": a, "b": b, "noise": noise})
+    assert roc_auc_score(y, p) > max(roc_auc_score(y, a), roc_auc_score(y, b)) + 0.05
+    assert list(weights.columns) == ["a", "b", "noise"] and len(weights) == 5
+    assert (weights[["a", "b"]] > 0.5).all().all() and (weights["noise"].abs() < 0.3).all()
+    table = results_table(pd.DataFrame({"label": y}), folds, {"tfidf": a, "a + b (stacked)": p})
+    assert list(table.index) == ["TF-IDF char n-gram + LR", "a + b (stacked)"]

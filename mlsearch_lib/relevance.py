@@ -138,7 +138,7 @@ def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, fol
     ``cache_dir/<key>/`` and reused by a rerun with the same inputs. The model that predicted
     fold ``keep_model`` is kept there too (:func:`fold_model_dir`)."""
     train_mask = np.ones(len(df), dtype=bool) if train_mask is None else np.asarray(train_mask, dtype=bool)
-    run_dir = ensure(Path(cache_dir) / f"{task}_{kind}_{_cache_key(kind, task, profile, df, folds, train_mask, weights)}")
+    run_dir = ensure(_cv_dir(kind, task, profile, df, folds, cache_dir, train_mask, weights))
     oof = np.full(len(df), np.nan)
     logs: list[Any] = []
     for i in tqdm(sorted(set(folds)), desc=f"{task} {kind} folds", leave=False):
@@ -174,7 +174,12 @@ def fold_model_dir(kind: str, task: str, profile: Profile, df: pd.DataFrame, fol
                    fold: int, train_mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> Path | None:
     """The saved model :func:`cross_validate` kept for ``fold`` with these inputs, if any: it is
     exactly what training on the other folds would give again (same rows, settings and seed)."""
-    train_mask = np.ones(len(df), dtype=bool) if train_mask is None else np.asarray(train_mask, dtype=bool)
-    key = _cache_key(kind, task, profile, df, folds, train_mask, weights)
-    directory = Path(cache_dir) / f"{task}_{kind}_{key}" / f"fold{fold}_model"
+    directory = _cv_dir(kind, task, profile, df, folds, cache_dir, train_mask, weights) / f"fold{fold}_model"
     return directory if (directory / "mlsearch_model.json").is_file() else None
+
+
+def _cv_dir(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray, cache_dir: Path,
+            train_mask: np.ndarray | None, weights: np.ndarray | None) -> Path:
+    """Where :func:`cross_validate` keeps its folds for these inputs."""
+    train_mask = np.ones(len(df), dtype=bool) if train_mask is None else np.asarray(train_mask, dtype=bool)
+    return Path(cache_dir) / f"{task}_{kind}_{_cache_key(kind, task, profile, df, folds, train_mask, weights)}"

@@ -153,8 +153,8 @@ def results_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarra
 def stacked_oof(y: np.ndarray, folds: np.ndarray, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, pd.DataFrame]:
     """Out-of-fold p(yes) of a logistic regression over the logits of several models' out-of-fold
     p(yes): does one model add to another? Fold ``i`` is scored by a stacker fit on the other
-    folds (a few weights, so that their level-one scores came from models which saw fold ``i``
-    leaks next to nothing). Also returns each fold's weights, one column per model."""
+    folds. Their scores came from models that saw fold ``i``, but a stacker with a few weights
+    learns next to nothing from that. Also returns each fold's weights, one column per model."""
     from sklearn.linear_model import LogisticRegression
 
     eps = 1e-6

@@ -157,8 +157,9 @@ def stacked_oof(y: np.ndarray, folds: np.ndarray, parts: dict[str, np.ndarray]) 
     learns next to nothing from that. Also returns each fold's weights, one column per model."""
     from sklearn.linear_model import LogisticRegression
 
-    eps = 1e-6
-    x = np.column_stack([np.log(np.clip(p, eps, 1 - eps) / np.clip(1 - p, eps, 1 - eps)) for p in parts.values()])
+    from scipy.special import logit
+
+    x = np.column_stack([logit(np.clip(p, 1e-6, 1 - 1e-6)) for p in parts.values()])
     out, weights = np.empty(len(y)), {}
     for i in np.unique(folds):
         fit = LogisticRegression().fit(x[folds != i], y[folds != i])
@@ -249,19 +250,20 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     submission written for it is a genuine held-out check; otherwise every row trains. The
     held-out case is the model :func:`out_of_fold` trained for that fold: it is reused when kept.
     """
-    train = np.ones(len(df), dtype=bool) if hold_out_fold is None else folds != hold_out_fold
-    train &= train_mask(df, profile)
+    mask = train_mask(df, profile)
+    train = mask if hold_out_fold is None else mask & (folds != hold_out_fold)
     directory = run_dir(profile) / "models" / task
     kept = None if hold_out_fold is None else fold_model_dir(
-        profile.backbone, task, profile, df, folds, run_dir(profile) / "folds", hold_out_fold, train_mask(df, profile))
-    shutil.rmtree(directory, ignore_errors=True)
+        profile.backbone, task, profile, df, folds, run_dir(profile) / "folds", hold_out_fold, mask)
     if kept is not None:
+        shutil.rmtree(directory, ignore_errors=True)
         shutil.copytree(kept, directory)
         print(f"{task}: the model cross-validation trained for fold {hold_out_fold} is the final model ({kept})")
     else:
         checkpoints = run_dir(profile) / "models" / f"{task}_ckpt"  # only needed to resume this training
         model = RelevanceModel(profile.backbone, task, profile)
         model.fit(df[train].reset_index(drop=True), output_dir=checkpoints)
+        shutil.rmtree(directory, ignore_errors=True)  # only once the new model exists: an interrupted fit keeps the old
         model.save(directory)
         shutil.rmtree(checkpoints, ignore_errors=True)
     (directory / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")

@@ -144,7 +144,7 @@ def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, fol
     for i in tqdm(sorted(set(folds)), desc=f"{task} {kind} folds", leave=False):
         done = run_dir / f"fold{i}.npz"
         val = folds == i
-        if done.exists() and (i != keep_model or (run_dir / f"fold{i}_model" / "mlsearch_model.json").is_file()):
+        if done.exists() and (i != keep_model or _kept_model(run_dir, i) is not None):
             saved = np.load(done, allow_pickle=False)
             oof[val] = saved["p"]
             logs.append(json.loads(str(saved["log"])))
@@ -174,7 +174,11 @@ def fold_model_dir(kind: str, task: str, profile: Profile, df: pd.DataFrame, fol
                    fold: int, train_mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> Path | None:
     """The saved model :func:`cross_validate` kept for ``fold`` with these inputs, if any: it is
     exactly what training on the other folds would give again (same rows, settings and seed)."""
-    directory = _cv_dir(kind, task, profile, df, folds, cache_dir, train_mask, weights) / f"fold{fold}_model"
+    return _kept_model(_cv_dir(kind, task, profile, df, folds, cache_dir, train_mask, weights), fold)
+
+
+def _kept_model(run_dir: Path, fold: int) -> Path | None:
+    directory = run_dir / f"fold{fold}_model"
     return directory if (directory / "mlsearch_model.json").is_file() else None
 
 

@@ -45,7 +45,7 @@ def run_probe(task: str, fold: int, profile: Profile, train_seed: int | None = N
     curve = [{"step": h["step"], "epoch": round(float(h["epoch"]), 3), "eval_auc": h["eval_auc"]}
              for h in log["history"] if "eval_auc" in h]
     return {"task": task, "fold": fold, "backbone": profile.backbone, "train_seed": profile.seed,
-            "settings": model.backbone.cfg.model_dump(),
+            "settings": model.backbone.cfg.model_dump(), "prompt": model.builder.cfg.model_dump(),
             "train_rows": int(log["train_rows"]), "val_rows": int(len(val)), "seconds": round(time.perf_counter() - t0, 1),
             "tfidf_auc": float(roc_auc_score(y, reference.predict_proba(val))), "curve": curve}
 
@@ -67,6 +67,7 @@ def write_probe(res: dict[str, Any], name: str) -> str:
 
 
 _INDEX_SETTINGS = ("train_top_layers", "epochs", "lr", "group_by_length", "pooling")
+_INDEX_PROMPT = ("lt", "hct")  # the prompt flags that change the encoder's text pair
 _INDEX_FORMATS = {"seconds": ".0f", "TF-IDF": ".4f", "last": ".4f", "last − TF-IDF": "+.4f", "best": ".4f",
                   "best at epoch": ".2f"}  # by column name; the rest as written ("g")
 
@@ -82,6 +83,7 @@ def write_index() -> pd.DataFrame:
         rows.append({"task": res["task"], "fold": res["fold"], "probe": path.stem.split("_", 2)[2],
                      "train seed": res.get("train_seed", "—"),
                      **{k: res["settings"].get(k, "—") for k in _INDEX_SETTINGS},  # "—": probe predates the key
+                     **{k: res.get("prompt", {}).get(k, "—") for k in _INDEX_PROMPT},
                      "seconds": res["seconds"], "TF-IDF": res["tfidf_auc"], "last": res["curve"][-1]["eval_auc"],
                      "best": best["eval_auc"], "best at epoch": best["epoch"]})
     table = pd.DataFrame(rows).sort_values(["task", "fold", "probe"], kind="stable")

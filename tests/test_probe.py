@@ -20,10 +20,12 @@ def test_a_probe_scores_the_held_out_fold_while_training_and_reports_tfidf_besid
     assert other["train_seed"] == 5 and res["train_seed"] != 5
     assert (other["val_rows"], other["tfidf_auc"]) == (res["val_rows"], res["tfidf_auc"])  # same data, same fold
     assert [c["eval_auc"] for c in other["curve"]] != [c["eval_auc"] for c in res["curve"]]  # another model
-    main(["--profile", "tiny", "--task", "QC", "--fold", "0", "--name", "one"])
+    main(["--profile", "tiny", "--task", "QC", "--fold", "0", "--set", "prompt.hct=false", "--name", "one"])
     index = (isolated_outputs / "out" / "reports" / "probes" / "README.md").read_text()
+    header = [c.strip() for c in next(line for line in index.splitlines() if line.startswith("| task")).split("|")]
     rows = [line for line in index.splitlines() if line.startswith("| QC")]
     assert [[c.strip() for c in r.split("|")[2:4]] for r in rows] == [["0", "one"], ["1", "seed5"], ["1", "two"]]
+    assert [r.split("|")[header.index("hct")].strip() for r in rows] == ["False", "True", "True"]  # the prompt flags too
     assert f"{res['tfidf_auc']:.4f}" in rows[2] and f"{res['curve'][-1]['eval_auc']:.4f}" in rows[2]
     with pytest.raises(ValueError, match="folds 0..2"):
         main(["--profile", "tiny", "--fold", "7"])

@@ -24,6 +24,17 @@ def test_arm_profile_switches_exactly_the_arm_components(tiny):
     assert tiny.prompt.hct  # the profile itself is untouched
 
 
+@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu", "gpu-qlora"])
+def test_an_arms_prompt_flags_survive_every_shipped_profiles_per_task_settings(name):
+    """Models apply ``per_task`` after the arm is built: a prompt flag set there would overrule
+    every arm of that task (why cpu turns HCT off at the profile's top level)."""
+    profile = load_profile(name)
+    for flag in (f for f in ablation.PROMPT_FLAGS if f not in profile.ablation.always):
+        for task in ("QC", "QI"):
+            assert getattr(ablation.arm_profile(profile, [flag]).for_task(task).prompt, flag), (flag, task)
+            assert not getattr(ablation.arm_profile(profile, []).for_task(task).prompt, flag), (flag, task)
+
+
 def test_saved_tags_reach_the_prompt_and_the_fold_cache_key(tiny):
     df, _ = experiments.prepare("QI", tiny)
     experiments.save_tags(tiny, "QI", "sit", pd.DataFrame({"id": df["id"].head(3), "sit": ["colour: red", "size: 67 mm", ""]}))

@@ -30,9 +30,13 @@ SEED_RESULTS = Path(__file__).parent / "resources" / "seed_results.yaml"
 
 
 def arm_profile(profile: Profile, flags: list[str]) -> Profile:
-    """The profile with exactly the arm's prompt components (plus ``ablation.always``) switched on."""
+    """The profile with exactly the arm's prompt components (plus ``ablation.always``) switched on;
+    ``per_task`` prompt flags are dropped, since models merge ``per_task`` over the arm."""
     on = set(flags) | set(profile.ablation.always)
-    return profile.model_copy(update={"prompt": profile.prompt.model_copy(update={f: f in on for f in PROMPT_FLAGS})})
+    per_task = {task: {**o, "prompt": {k: v for k, v in o["prompt"].items() if k not in PROMPT_FLAGS}}
+                if isinstance(o.get("prompt"), dict) else o for task, o in profile.per_task.items()}
+    return profile.model_copy(update={"prompt": profile.prompt.model_copy(update={f: f in on for f in PROMPT_FLAGS}),
+                                      "per_task": per_task})
 
 
 def rows(task: Task, profile: Profile) -> tuple[pd.DataFrame, np.ndarray]:

@@ -24,11 +24,12 @@ def test_arm_profile_switches_exactly_the_arm_components(tiny):
     assert tiny.prompt.hct  # the profile itself is untouched
 
 
-@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu", "gpu-qlora"])
-def test_an_arms_prompt_flags_survive_every_shipped_profiles_per_task_settings(name):
-    """Models apply ``per_task`` after the arm is built: a prompt flag set there would overrule
-    every arm of that task (why cpu turns HCT off at the profile's top level)."""
-    profile = load_profile(name)
+@pytest.mark.parametrize("name, overrides", [("tiny", {}), ("cpu", {}), ("gpu", {}), ("gpu-qlora", {}),
+                                             ("tiny", {"per_task": {"QC": {"prompt": {"hct": False, "lt": True}}}})])
+def test_an_arms_prompt_flags_survive_per_task_settings(name, overrides):
+    """Models apply ``per_task`` after the arm is built: a prompt flag set there must not
+    overrule the arm (every shipped profile, and one that sets flags per task)."""
+    profile = load_profile(name, overrides)
     for flag in (f for f in ablation.PROMPT_FLAGS if f not in profile.ablation.always):
         for task in ("QC", "QI"):
             assert getattr(ablation.arm_profile(profile, [flag]).for_task(task).prompt, flag), (flag, task)

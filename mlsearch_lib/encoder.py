@@ -185,7 +185,7 @@ class CrossEncoder:
             evaluate = lambda: self.predict_proba(eval_pairs, progress=False)  # noqa: E731
         args = dict(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, warmup_ratio=self.cfg.warmup_ratio,
                     epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, grad_accum=1, scheduler="linear",
-                    bf16=False, group_by_length=self.cfg.group_by_length)
+                    bf16=self.cfg.bf16, group_by_length=self.cfg.group_by_length)
         result = run_trainer(_WeightedTrainer, model, rows, collate, args, self.seed, output_dir, tag,
                              max_steps=max_steps, save_steps=save_steps, evaluate=evaluate, eval_labels=eval_labels)
         self._full_state_dict = result.pop("full_state_dict", None)  # FSDP only: gathered for save()
@@ -210,7 +210,8 @@ class CrossEncoder:
                           unit="batch"):
             sel = order[start:start + bs]
             batch = {k: v.to(self.device) for k, v in collate([feats[i] for i in sel]).items()}
-            logits = model(**batch).logits.float()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+                logits = model(**batch).logits.float()
             out[sel] = torch.softmax(logits, dim=-1)[:, 1].double().cpu().numpy()
             stats["batches"] += 1
             stats["tokens"] += batch["attention_mask"].numel()

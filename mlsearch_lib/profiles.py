@@ -69,6 +69,9 @@ class EncoderConfig(_Strict):
     #: "mean" (the masked mean of the top layer, the pooling e5 was pre-trained with; needs
     #: train_top_layers, up to the layer count, since only the top stack is ours to change)
     pooling: Literal["cls", "mean"] = "cls"
+    #: train and score in bf16 autocast (weights, optimizer state and the frozen-layer cache stay
+    #: fp32): a top-4 training step takes 0.68x the time on this CPU (avx512_bf16), more on a GPU
+    bf16: bool = False
 
 
 class LLMConfig(_Strict):

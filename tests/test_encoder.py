@@ -191,3 +191,20 @@ def test_length_grouped_batches_hold_rows_of_similar_length(tmp_path, key):
         return float(np.mean([np.ptp(lengths[idx[i:i + 8]]) for i in range(0, len(idx), 8)]))
 
     assert spread(order) < spread(list(np.random.default_rng(1).permutation(400))) / 4
+
+
+def test_bf16_trains_and_scores_in_bf16_autocast_with_fp32_weights():
+    enc = CrossEncoder(CFG.model_copy(update={"train_top_layers": 2, "pooling": "mean", "bf16": True}), seed=0)
+    seen: list[torch.dtype] = []
+    hook = enc.model.bert.encoder.layer[11].intermediate.dense.register_forward_hook(
+        lambda _m, _i, out: seen.append(out.dtype))
+    enc.fit(PAIRS, LABELS, max_steps=2)
+    assert seen and set(seen) == {torch.bfloat16}  # every training step ran the top layers in bf16
+    seen.clear()
+    p = enc.predict_proba(PAIRS, progress=False)
+    hook.remove()
+    assert set(seen) == {torch.bfloat16} and p.dtype == np.float64
+    assert all(q.dtype == torch.float32 for q in enc.model.parameters())
+    fp32 = enc.cfg.model_copy(update={"bf16": False})
+    enc.cfg = fp32  # the same weights scored in fp32: bf16 rounds, it does not change the ranking much
+    np.testing.assert_allclose(enc.predict_proba(PAIRS, progress=False), p, atol=0.02)

@@ -7,6 +7,9 @@ cross-encoder, then times a few training steps of each backbone and how time gro
 and batch size. Writes ``reports/bench/scoring.md`` (+ ``scoring.json``) and
 ``figures/bench_scaling.png``; prints the Markdown table.
 
+``python -m mlsearch_lib.bench encoder [--rows 512]`` times the cross-encoder's top-stack training
+and scoring in fp32 and in bf16 autocast (``encoder.bf16``) side by side: ``reports/bench/encoder.md``.
+
 ``python -m mlsearch_lib.bench gpu [--model ID] [--rows 512]`` (a CUDA machine with the optional
 gpu extra only; elsewhere it exits with a message and writes nothing) measures vLLM p(yes) with
 prefix caching off and on, the seed's sampled generation, and LoRA training tokens/s, and writes
@@ -353,6 +356,74 @@ def write_report(res: dict[str, Any]) -> str:
     return text
 
 
+# ------------------------------------------------------------------- encoder: fp32 vs bf16
+
+
+def run_encoder(rows: int = 512, steps: int = 20, layers: tuple[int, ...] = (2, 4), repeats: int = 2,
+                quick: bool = False) -> dict[str, Any]:
+    """Training and scoring rows/s of the cpu profile's cross-encoder (top ``k`` layers on cached
+    lower layers, mean pooling, QC's plain-path pairs) in fp32 and in bf16 autocast, side by side.
+
+    The frozen lower layers are cached before timing (they run once per row in either mode), so
+    the rows compare what ``encoder.bf16`` changes: the trained top stack. Best of ``repeats``.
+    """
+    from .data import read_task_file
+    from .encoder import CrossEncoder
+
+    if quick:
+        rows, steps, layers, repeats = 16, 2, (1,), 1
+    df, builder, _ = bench_inputs(read_task_file(data_file("QC/train_QC.txt"), task="QC"), rows,
+                                  PromptConfig(hct=False))
+    pairs, labels = builder.pairs(df), df["label"].to_numpy().astype(int)
+    batch = 4 if quick else 32
+    res: dict[str, Any] = {"rows": len(df), "steps": steps, "batch_size": batch, "quick": quick,
+                           "repeats": repeats, "runs": []}
+    for k in layers:
+        for bf16 in (False, True):
+            enc = CrossEncoder(EncoderConfig(train_top_layers=k, pooling="mean", bf16=bf16, batch_size=batch), SEED)
+            enc._lower_states(pairs, progress=False)
+            train = max((_fit_throughput(enc, pairs, labels, steps, batch) for _ in range(repeats)),
+                        key=lambda t: t["rows_per_s"])
+            p, secs = _timed(lambda: enc.predict_proba(pairs, progress=False), repeats)  # noqa: B023
+            res["runs"].append({"top_layers": k, "precision": "bf16" if bf16 else "fp32",
+                                "train_rows_per_s": train["rows_per_s"], "score_rows_per_s": len(pairs) / secs,
+                                "final_loss": train["final_loss"], "p_yes": p.tolist()})
+            print(f"  top {k} {'bf16' if bf16 else 'fp32'} done", flush=True)
+    return res
+
+
+def encoder_markdown(res: dict[str, Any]) -> str:
+    runs = pd.DataFrame(res["runs"])
+    lines = ["| top layers | precision | train rows/s | × fp32 | score rows/s | × fp32 | max abs p(yes) − fp32's |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for _, r in runs.iterrows():
+        ref = runs[(runs.top_layers == r.top_layers) & (runs.precision == "fp32")].iloc[0]
+        diff = float(np.max(np.abs(np.array(r.p_yes) - np.array(ref.p_yes))))
+        lines.append(f"| {r.top_layers} | {r.precision} | {r.train_rows_per_s:.1f} | "
+                     f"{r.train_rows_per_s / ref.train_rows_per_s:.2f}x | {r.score_rows_per_s:.0f} | "
+                     f"{r.score_rows_per_s / ref.score_rows_per_s:.2f}x | {diff:.3f} |")
+    return "\n".join(lines)
+
+
+def write_encoder_report(res: dict[str, Any]) -> str:
+    """``reports/bench/encoder.md`` (+ ``.json``)."""
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU"
+    text = "\n".join([
+        "# Cross-encoder: fp32 and bf16 autocast side by side",
+        "",
+        f"- date: {dt.date.today().isoformat()}; device: {device}; torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads{' — quick run' if res['quick'] else ''}",
+        f"- {res['rows']} QC training rows (seeded sample, plain category path); training: {res['steps']} "
+        f"steps of {res['batch_size']} rows after one warm-up step; scoring: all rows. Best of {res['repeats']} runs",
+        "- the frozen lower layers are cached first, as in the book; both precisions train from the same "
+        "initial weights, so the last column is bf16's rounding after the same steps",
+        "", encoder_markdown(res), ""])
+    out = ensure(reports_dir() / "bench")
+    (out / "encoder.md").write_text(text, encoding="utf-8")
+    (out / "encoder.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    return text
+
+
 # ------------------------------------------------------------------------------- GPU (vLLM)
 
 
@@ -505,6 +576,10 @@ def main(argv: list[str] | None = None) -> None:
     sc.add_argument("--rows", type=int, default=256)
     sc.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the benchmark)")
     sc.add_argument("--repeats", type=int, default=2, help="scoring runs per method; the best is kept")
+    en = sub.add_parser("encoder", help="the cross-encoder's top-stack training and scoring, fp32 vs bf16")
+    en.add_argument("--rows", type=int, default=512)
+    en.add_argument("--steps", type=int, default=20)
+    en.add_argument("--quick", action="store_true")
     gp = sub.add_parser("gpu", help="vLLM scoring (prefix cache on/off), sampled generation, training; CUDA + vllm")
     gp.add_argument("--profile", default="gpu", help="llm settings to use (default: gpu)")
     gp.add_argument("--model", help="another model than the profile's, e.g. google/gemma-3-270m")
@@ -521,6 +596,9 @@ def main(argv: list[str] | None = None) -> None:
         res = run_gpu(args.profile, args.model, args.rows, args.quick, args.tensor_parallel_size,
                       args.gpu_memory_utilization)
         print(write_gpu_report(res))
+        return
+    if args.command == "encoder":
+        print(write_encoder_report(run_encoder(args.rows, args.steps, quick=args.quick)))
         return
     res = run_scoring(args.rows, args.quick, args.repeats)
     print(write_report(res))

@@ -208,3 +208,20 @@ def test_bf16_trains_and_scores_in_bf16_autocast_with_fp32_weights():
     fp32 = enc.cfg.model_copy(update={"bf16": False})
     enc.cfg = fp32  # the same weights scored in fp32: bf16 rounds, it does not change the ranking much
     np.testing.assert_allclose(enc.predict_proba(PAIRS, progress=False), p, atol=0.02)
+
+
+def test_encoder_benchmark_times_fp32_beside_bf16(tmp_path, monkeypatch, capsys):
+    import json
+
+    from mlsearch_lib import bench
+
+    monkeypatch.setenv("MLSEARCH_OUTPUT_ROOT", str(tmp_path))
+    bench.main(["encoder", "--quick"])
+    text = (tmp_path / "reports" / "bench" / "encoder.md").read_text()
+    assert text.strip() in capsys.readouterr().out
+    assert "| 1 | fp32 |" in text and "| 1 | bf16 |" in text and "| 1.00x |" in text
+    runs = json.loads((tmp_path / "reports" / "bench" / "encoder.json").read_text())["runs"]
+    assert [r["precision"] for r in runs] == ["fp32", "bf16"]
+    assert all(r["train_rows_per_s"] > 0 and r["score_rows_per_s"] > 0 and len(r["p_yes"]) == 16 for r in runs)
+    gap = np.abs(np.array(runs[0]["p_yes"]) - np.array(runs[1]["p_yes"]))
+    assert 0 < gap.max() < 0.05  # bf16 rounds (so not identical) but trains the same model

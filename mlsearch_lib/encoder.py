@@ -48,7 +48,7 @@ ENCODER_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1}
 _BERT_LORA_TARGETS = ["query", "key", "value", "intermediate.dense", "output.dense"]
 #: Outputs of the frozen lower layers per (model, layers below, max_length) and pair. Those
 #: layers never change, so every fold of a cross-validation in one process shares them.
-_LOWER_STATES: dict[tuple[str, int, int], dict[Pair, torch.Tensor]] = {}
+_LOWER_STATES: dict[tuple[str, int, int, tuple[str, str]], dict[Pair, torch.Tensor]] = {}
 
 
 class CrossEncoder:
@@ -107,7 +107,7 @@ class CrossEncoder:
         """
         base = self.model.base_model
         n_low = len(base.encoder.layer) - len(self._top.layers)
-        store = _LOWER_STATES.setdefault((self.cfg.model, n_low, self.cfg.max_length), {})
+        store = _LOWER_STATES.setdefault((self.cfg.model, n_low, self.cfg.max_length, self.cfg.pair_prefixes), {})
         missing = [p for p in dict.fromkeys(pairs) if p not in store]
         if missing:
             enc = self._encode(missing)
@@ -147,7 +147,8 @@ class CrossEncoder:
         return self._encode(pairs), self.model, self._collate
 
     def _encode(self, pairs: Sequence[Pair]) -> list[dict[str, list[int]]]:
-        enc = self.tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation=True,
+        qp, ip = self.cfg.pair_prefixes
+        enc = self.tokenizer([qp + a for a, _ in pairs], [ip + b for _, b in pairs], truncation=True,
                              max_length=self.cfg.max_length)
         keys = [k for k in self.tokenizer.model_input_names if k in enc]
         return [{k: enc[k][i] for k in keys} for i in range(len(pairs))]

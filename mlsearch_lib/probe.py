@@ -18,18 +18,21 @@ from typing import Any
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from .ablation import qr_weights
 from .experiments import prepare
 from .paths import ensure, reports_dir
 from .profiles import Profile, load_profile, parse_sets
 from .relevance import RelevanceModel
 
 
-def run_probe(task: str, fold: int, profile: Profile, train_seed: int | None = None) -> dict[str, Any]:
+def run_probe(task: str, fold: int, profile: Profile, train_seed: int | None = None, qr: bool = False) -> dict[str, Any]:
     """Held-out ROC-AUC of ``profile.backbone`` during training on one fold, and TF-IDF's on it.
 
     ``train_seed`` reseeds only the model (head init, batch order), not the data sample or the
-    folds, so two seeds on the same fold measure training noise."""
+    folds, so two seeds on the same fold measure training noise. ``qr`` trains the backbone on
+    quality-refinement weights (:func:`~mlsearch_lib.ablation.qr_weights`); TF-IDF stays plain."""
     df, folds = prepare(task, profile)  # type: ignore[arg-type]
+    weights = qr_weights(task, profile, df, folds)[folds != fold] if qr else None
     profile = profile if train_seed is None else profile.model_copy(update={"seed": train_seed})
     if fold not in set(folds):
         raise ValueError(f"fold {fold}: the profile has folds 0..{folds.max()}")
@@ -41,10 +44,10 @@ def run_probe(task: str, fold: int, profile: Profile, train_seed: int | None = N
     model.builder.fit(train)
     t0 = time.perf_counter()
     # positional: the encoder names its held-out inputs eval_pairs, the causal LM eval_prompts
-    log = model.backbone.fit(model._inputs(train), train["label"].to_numpy(), None, None, model._inputs(val), y)
+    log = model.backbone.fit(model._inputs(train), train["label"].to_numpy(), weights, None, model._inputs(val), y)
     curve = [{"step": h["step"], "epoch": round(float(h["epoch"]), 3), "eval_auc": h["eval_auc"]}
              for h in log["history"] if "eval_auc" in h]
-    return {"task": task, "fold": fold, "backbone": profile.backbone, "train_seed": profile.seed,
+    return {"task": task, "fold": fold, "backbone": profile.backbone, "train_seed": profile.seed, "qr": qr,
             "settings": model.backbone.cfg.model_dump(), "prompt": model.builder.cfg.model_dump(),
             "train_rows": int(log["train_rows"]), "val_rows": int(len(val)), "seconds": round(time.perf_counter() - t0, 1),
             "tfidf_auc": float(roc_auc_score(y, reference.predict_proba(val))), "curve": curve}
@@ -81,7 +84,7 @@ def write_index() -> pd.DataFrame:
         res = json.loads(path.read_text(encoding="utf-8"))
         best = max(res["curve"], key=lambda c: c["eval_auc"])
         rows.append({"task": res["task"], "fold": res["fold"], "probe": path.stem.split("_", 2)[2],
-                     "train seed": res.get("train_seed", "—"),
+                     "train seed": res.get("train_seed", "—"), "qr": res.get("qr", False),
                      **{k: res["settings"].get(k, "—") for k in _INDEX_SETTINGS},  # "—": probe predates the key
                      **{k: res.get("prompt", {}).get(k, "—") for k in _INDEX_PROMPT},
                      "seconds": res["seconds"], "TF-IDF": res["tfidf_auc"], "last": res["curve"][-1]["eval_auc"],
@@ -105,11 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="profile override, e.g. encoder.epochs=3 (repeatable)")
     parser.add_argument("--train-seed", type=int, help="reseed the model only (same data and folds): training noise")
+    parser.add_argument("--qr", action="store_true", help="train on quality-refinement weights (TF-IDF stays plain)")
     parser.add_argument("--name", help="report name (default: the overrides joined)")
     args = parser.parse_args(argv)
     profile = load_profile(args.profile, parse_sets(args.overrides))
     name = args.name or ("_".join(o.split(".")[-1].replace("=", "") for o in args.overrides) or args.profile)
-    print(write_probe(run_probe(args.task, args.fold, profile, args.train_seed), name))
+    print(write_probe(run_probe(args.task, args.fold, profile, args.train_seed, args.qr), name))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,9 @@ class EncoderConfig(_Strict):
     #: train and score in bf16 autocast (weights, optimizer state and the frozen-layer cache stay
     #: fp32): a top-4 training step takes 0.68x the time on this CPU (avx512_bf16), more on a GPU
     bf16: bool = False
+    #: text put before the query and before the item of every pair, e.g. e5's own
+    #: ``["query: ", "passage: "]``, so the frozen layers read the pair as they were pre-trained
+    pair_prefixes: tuple[str, str] = ("", "")
 
 
 class LLMConfig(_Strict):

@@ -176,6 +176,18 @@ def test_top_layers_mode_refuses_lora():
         CrossEncoder(CFG.model_copy(update={"lora": True, "train_top_layers": 1}), seed=0)
 
 
+def test_pair_prefixes_reach_the_tokens_and_key_the_frozen_layer_cache():
+    top = {"train_top_layers": 1}
+    plain = CrossEncoder(CFG.model_copy(update=top), seed=0)
+    e5 = CrossEncoder(CFG.model_copy(update={**top, "pair_prefixes": ("query: ", "passage: ")}), seed=0)
+    query, item = "usb c cable", "consumer electronics,cables"  # short: max_length cuts nothing
+    text = e5.tokenizer.decode(e5._encode([(query, item)])[0]["input_ids"], skip_special_tokens=True)
+    assert text == f"query: {query} passage: {item}"
+    assert "passage:" not in plain.tokenizer.decode(plain._encode([(query, item)])[0]["input_ids"])
+    # one process, both models: each reads its own cached states (the prefixed pair is longer)
+    assert len(e5._lower_states([(query, item)], progress=False)[0]) > len(plain._lower_states([(query, item)], progress=False)[0])
+
+
 @pytest.mark.parametrize("key", ["input_ids", "hidden"])
 def test_length_grouped_batches_hold_rows_of_similar_length(tmp_path, key):
     from transformers import TrainingArguments

@@ -46,7 +46,7 @@ FINGERPRINT_FILE = "mlsearch_fit_fingerprint.txt"
 ENCODER_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1}
 #: BERT-family linear layers LoRA adapts (suffix match; the pooler stays fully trainable).
 _BERT_LORA_TARGETS = ["query", "key", "value", "intermediate.dense", "output.dense"]
-#: Outputs of the frozen lower layers per (model, layers below, max_length) and pair. Those
+#: Outputs of the frozen lower layers per (model, layers below, max_length, pair prefixes) and pair. Those
 #: layers never change, so every fold of a cross-validation in one process shares them.
 _LOWER_STATES: dict[tuple[str, int, int, tuple[str, str]], dict[Pair, torch.Tensor]] = {}
 

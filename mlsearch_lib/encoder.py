@@ -133,7 +133,7 @@ class CrossEncoder:
             hidden[j, :len(f["hidden"])] = f["hidden"]
             mask[j, :len(f["hidden"])] = 1
         batch = {"hidden": hidden, "attention_mask": mask}
-        for key, dtype in (("labels", torch.long), ("weight", torch.float32)):
+        for key, dtype in (("labels", torch.long), ("weight", torch.float32), ("target", torch.float32)):
             if key in features[0]:
                 batch[key] = torch.tensor([f[key] for f in features], dtype=dtype)
         return batch
@@ -161,18 +161,20 @@ class CrossEncoder:
                  for k in features[0] if k in pad}
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
-        if "weight" in features[0]:
-            batch["weight"] = torch.tensor([f["weight"] for f in features], dtype=torch.float32)
+        for key in ("weight", "target"):
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.float32)
         return batch
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, pairs: Sequence[Pair], labels: np.ndarray, weights: np.ndarray | None = None,
             output_dir: Path | None = None, eval_pairs: Sequence[Pair] | None = None,
             eval_labels: np.ndarray | None = None, *, max_steps: int | None = None,
-            save_steps: int = 50) -> dict[str, Any]:
+            save_steps: int = 50, targets: np.ndarray | None = None) -> dict[str, Any]:
         """Fine-tune on ``pairs``; with ``output_dir`` checkpoint every ``save_steps`` and resume.
 
-        Returns ``{"history": [{step, epoch, loss[, eval_auc]}...], "resumed_from", "global_step",
+        ``targets`` (soft p(yes) per row, distillation) replace the 0/1 labels in the loss; the
+        labels still stratify the row cap. Returns ``{"history": [{step, epoch, loss[, eval_auc]}...], "resumed_from", "global_step",
         "train_rows", "train_seconds"}``. ``max_steps`` (tests, benchmarks) overrides ``epochs``.
         """
         labels = np.asarray(labels, dtype=np.int64)
@@ -180,7 +182,14 @@ class CrossEncoder:
         w = normalised_weights(weights, len(labels))
         feats, model, collate = self._inputs([pairs[i] for i in idx])
         rows = [dict(e, labels=int(labels[i]), weight=float(w[i])) for e, i in zip(feats, idx)]
-        tag = fit_fingerprint([pairs[i] for i in idx], labels[idx], w[idx], self.cfg.model_dump(), self.seed)
+        if targets is not None:
+            targets = np.asarray(targets, dtype=np.float64)
+            if targets.shape != labels.shape or not ((targets >= 0) & (targets <= 1)).all():
+                raise ValueError(f"targets must be {len(labels)} probabilities, one per pair")
+            for r, i in zip(rows, idx):
+                r["target"] = float(targets[i])
+        tag = fit_fingerprint([pairs[i] for i in idx], labels[idx] if targets is None else targets[idx], w[idx],
+                              self.cfg.model_dump(), self.seed)
         evaluate = None
         if eval_pairs is not None and eval_labels is not None:
             evaluate = lambda: self.predict_proba(eval_pairs, progress=False)  # noqa: E731
@@ -309,15 +318,16 @@ class _LengthGrouped(Trainer):
 
 
 class _WeightedTrainer(Trainer):
-    """Trainer whose loss is the row-weighted cross-entropy of the 2-class logits."""
+    """Trainer whose loss is the row-weighted cross-entropy of the 2-class logits (against soft
+    ``target`` probabilities when the batch has them)."""
 
     loss_is_scaled_for_ga = False  # compute_loss gives a micro-batch mean: the Trainer divides by grad_accum
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
         inputs = dict(inputs)
-        labels, weight = inputs.pop("labels"), inputs.pop("weight", None)
+        labels, weight, target = inputs.pop("labels"), inputs.pop("weight", None), inputs.pop("target", None)
         outputs = model(**inputs)
-        loss = weighted_cross_entropy(outputs.logits, labels, weight)
+        loss = weighted_cross_entropy(outputs.logits, labels, weight, target)
         return (loss, {"logits": outputs.logits}) if return_outputs else loss
 
 
@@ -341,14 +351,20 @@ def _reinit_empty_pooler(model: torch.nn.Module) -> None:
 # ================================================================== shared training helpers
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``weight * CE`` over the batch.
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None,
+                           target: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``weight * CE`` over the batch; against soft p(label 1) ``target`` when given.
 
     Weights are normalised to mean 1 over the whole training set (:func:`normalised_weights`), so
     the batch mean is an unbiased estimate of the globally weighted loss and the learning rate
     means the same with or without weights.
     """
-    loss = F.cross_entropy(logits.float(), labels, reduction="none")
+    if target is None:
+        loss = F.cross_entropy(logits.float(), labels, reduction="none")
+    else:
+        logp = F.log_softmax(logits.float(), dim=-1)
+        t = target.to(logp.dtype)
+        loss = -(t * logp[:, 1] + (1 - t) * logp[:, 0])
     if weight is None:
         return loss.mean()
     return (loss * weight.to(loss.dtype)).mean()
@@ -383,7 +399,7 @@ def fit_fingerprint(inputs: Sequence[Any], labels: np.ndarray, weights: np.ndarr
     """sha256 naming one training job: a checkpoint is only resumed by the job that wrote it."""
     h = hashlib.sha256()
     h.update(json.dumps([list(x) if isinstance(x, tuple) else repr(x) for x in inputs], ensure_ascii=False).encode())
-    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(labels, dtype=np.float64).tobytes())  # 0/1 labels or soft targets
     h.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
     h.update(json.dumps(cfg, sort_keys=True).encode())
     h.update(str(seed).encode())

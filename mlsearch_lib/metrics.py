@@ -32,5 +32,22 @@ def by_language(languages: pd.Series | np.ndarray, y: np.ndarray, p: np.ndarray,
     return pd.DataFrame(rows).T.rename_axis("language")
 
 
+def auc_delta_interval(y: np.ndarray, p: np.ndarray, ref: np.ndarray, groups: np.ndarray | None = None,
+                       n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """ROC-AUC of ``p`` minus that of ``ref`` on the same rows, and a ``level`` percentile interval
+    from a paired bootstrap over ``groups``: the rows of one query are drawn together, since they
+    are not independent, and both models are scored on every resample."""
+    y = np.asarray(y).astype(int)
+    groups = np.arange(len(y)) if groups is None else pd.factorize(np.asarray(groups))[0]
+    n = int(groups.max()) + 1
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        w = np.bincount(rng.integers(0, n, n), minlength=n)[groups]
+        boots[b] = roc_auc_score(y, p, sample_weight=w) - roc_auc_score(y, ref, sample_weight=w)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return float(roc_auc_score(y, p) - roc_auc_score(y, ref)), float(lo), float(hi)
+
+
 def all_yes_f1(y: np.ndarray) -> float:
     return scores(y, np.ones(len(y)))["f1"]

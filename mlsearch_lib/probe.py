@@ -22,7 +22,7 @@ from .ablation import qr_weights
 from .experiments import prepare
 from .paths import ensure, reports_dir
 from .profiles import Profile, load_profile, parse_sets
-from .relevance import RelevanceModel
+from .relevance import RelevanceModel, distill_targets
 
 
 def run_probe(task: str, fold: int, profile: Profile, train_seed: int | None = None, qr: bool = False) -> dict[str, Any]:
@@ -44,7 +44,9 @@ def run_probe(task: str, fold: int, profile: Profile, train_seed: int | None = N
     model.builder.fit(train)
     t0 = time.perf_counter()
     # positional: the encoder names its held-out inputs eval_pairs, the causal LM eval_prompts
-    log = model.backbone.fit(model._inputs(train), train["label"].to_numpy(), weights, None, model._inputs(val), y)
+    extra = {"targets": distill_targets(train, task, profile, weights)} if model.distills else {}
+    log = model.backbone.fit(model._inputs(train), train["label"].to_numpy(), weights, None, model._inputs(val), y,
+                             **extra)
     curve = [{"step": h["step"], "epoch": round(float(h["epoch"]), 3), "eval_auc": h["eval_auc"]}
              for h in log["history"] if "eval_auc" in h]
     return {"task": task, "fold": fold, "backbone": profile.backbone, "train_seed": profile.seed, "qr": qr,

@@ -75,6 +75,11 @@ class EncoderConfig(_Strict):
     #: text put before the query and before the item of every pair, e.g. e5's own
     #: ``["query: ", "passage: "]``, so the frozen layers read the pair as they were pre-trained
     pair_prefixes: tuple[str, str] = ("", "")
+    #: knowledge distillation: train on ``(1 - distill) * label + distill * p_teacher``, the
+    #: ``teacher`` kind's p(yes) predicted out-of-fold *inside* the training rows (grouped folds),
+    #: so neither a held-out fold nor a row's own label reaches its teacher score
+    distill: float = Field(default=0.0, ge=0.0, le=1.0)
+    teacher: Literal["tfidf", "bi_encoder", "hybrid", "llm"] = "hybrid"
 
 
 class LLMConfig(_Strict):

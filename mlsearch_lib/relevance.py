@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .folds import grouped_folds
 from .paths import ensure
 from .profiles import Profile
 from .prompts import PromptBuilder
@@ -67,13 +68,20 @@ class RelevanceModel:
         self.builder = PromptBuilder(task, profile.prompt, seed=profile.seed)
         self.backbone = _backbone(kind, profile)
 
+    @property
+    def distills(self) -> bool:
+        """Whether fit trains on soft teacher targets (:func:`distill_targets`): the cross-encoder's ``distill``."""
+        return self.kind == "encoder" and self.profile.encoder.distill > 0
+
     def _inputs(self, df: pd.DataFrame) -> list:
         return self.builder.prompts(df) if self.kind == "llm" else self.builder.pairs(df)
 
     def fit(self, df: pd.DataFrame, weights: np.ndarray | None = None, output_dir: Path | None = None) -> Any:
         """Choose in-context examples from ``df`` and train; returns the backbone's training log."""
         self.builder.fit(df)
-        kwargs = {"output_dir": output_dir} if self.kind in ("encoder", "llm") else {}
+        kwargs: dict[str, Any] = {"output_dir": output_dir} if self.kind in ("encoder", "llm") else {}
+        if self.distills:
+            kwargs["targets"] = distill_targets(df, self.task, self.profile, weights)
         return self.backbone.fit(self._inputs(df), df["label"].to_numpy(), weights, **kwargs)
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
@@ -105,6 +113,25 @@ class RelevanceModel:
         else:
             model.backbone = pickle.loads((directory / "backbone.pkl").read_bytes())
         return model
+
+
+def distill_targets(df: pd.DataFrame, task: str, profile: Profile, weights: np.ndarray | None = None) -> np.ndarray:
+    """Soft training targets for the cross-encoder: each row's label mixed with its teacher's p(yes).
+
+    The teacher (``encoder.teacher``) is cross-validated on ``df`` alone, on folds grouped by query,
+    so a row's teacher score comes from a model that never saw that row, its query, or anything
+    outside ``df`` (in a cross-validation: never the held-out fold).
+    """
+    cfg = profile.for_task(task).encoder
+    y = df["label"].to_numpy(dtype=np.float64)
+    folds = grouped_folds(df, profile.validation.folds, profile.seed)
+    teacher = np.empty(len(df))
+    for i in tqdm(sorted(set(folds)), desc=f"{task} {cfg.teacher} teacher folds", leave=False):
+        train, val = folds != i, folds == i
+        model = RelevanceModel(cfg.teacher, task, profile)
+        model.fit(df[train].reset_index(drop=True), None if weights is None else weights[train])
+        teacher[val] = model.predict_proba(df[val].reset_index(drop=True))
+    return (1 - cfg.distill) * y + cfg.distill * teacher
 
 
 def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray,

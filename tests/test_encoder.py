@@ -80,6 +80,30 @@ def test_row_weights_change_the_loss(fitted):
     assert torch.isclose(some, per_row[3:].mean(), atol=1e-6)
 
 
+def test_soft_targets_replace_the_labels_in_the_loss(fitted):
+    enc, _ = fitted
+    batch = enc._collate([dict(e, labels=int(y)) for e, y in zip(enc._encode(PAIRS[:6]), LABELS[:6])])
+    trainer = _WeightedTrainer.__new__(_WeightedTrainer)
+    enc.model.eval()
+    soft = torch.tensor([0.9, 0.2, 0.7, 0.4, 0.5, 0.1])
+    with torch.no_grad():
+        hard = trainer.compute_loss(enc.model, batch)
+        as_labels = trainer.compute_loss(enc.model, dict(batch, target=batch["labels"].float()))
+        mixed = trainer.compute_loss(enc.model, dict(batch, target=soft))
+        logp = torch.log_softmax(enc.model(**{k: v for k, v in batch.items() if k != "labels"}).logits, -1)
+    assert torch.isclose(hard, as_labels, atol=1e-6)  # 0/1 targets are the ordinary loss
+    assert torch.isclose(mixed, -(soft * logp[:, 1] + (1 - soft) * logp[:, 0]).mean(), atol=1e-6)
+
+
+def test_fit_trains_on_soft_targets_and_refuses_bad_ones():
+    a, b = CrossEncoder(CFG, seed=5), CrossEncoder(CFG, seed=5)
+    a.fit(PAIRS, LABELS, max_steps=2)
+    b.fit(PAIRS, LABELS, max_steps=2, targets=np.where(LABELS == 1, 0.6, 0.4))
+    assert not np.allclose(a.predict_proba(PAIRS, progress=False), b.predict_proba(PAIRS, progress=False))
+    with pytest.raises(ValueError, match="probabilities"):
+        CrossEncoder(CFG, seed=5).fit(PAIRS, LABELS, max_steps=1, targets=LABELS * 2.0)
+
+
 def test_interrupted_fit_resumes_from_its_checkpoint(tmp_path):
     out = tmp_path / "run"
     first = CrossEncoder(CFG, seed=0).fit(PAIRS, LABELS, output_dir=out, max_steps=2, save_steps=1)

@@ -128,3 +128,30 @@ def test_the_held_out_final_model_is_the_one_cross_validation_kept(isolated_outp
     trained = experiments.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
     np.testing.assert_allclose(relevance.RelevanceModel.load(trained).predict_proba(held_out),
                                p[folds == experiments.HOLDOUT_FOLD], atol=1e-6)
+
+
+def test_distill_targets_mix_the_label_with_a_teacher_that_never_saw_the_row(qc, monkeypatch):
+    df, folds = qc
+    monkeypatch.setattr(relevance, "grouped_folds", lambda *_: folds)  # label-stratified folds, held fixed here
+    prof = load_profile("tiny", {"encoder": {"distill": 1.0, "teacher": "tfidf"}})
+    teacher = relevance.distill_targets(df, "QC", prof)
+    assert teacher.shape == (len(df),) and ((teacher > 0) & (teacher < 1)).all()
+    flipped = df.copy()
+    flipped.loc[0, "label"] = 1 - flipped.loc[0, "label"]  # a row's own label never reaches its teacher score
+    assert relevance.distill_targets(flipped, "QC", prof)[0] == teacher[0]
+    half = load_profile("tiny", {"encoder": {"distill": 0.25, "teacher": "tfidf"}})
+    np.testing.assert_allclose(relevance.distill_targets(df, "QC", half), 0.75 * df["label"] + 0.25 * teacher)
+
+
+def test_a_distilling_cross_encoder_trains_on_the_targets_and_keys_its_cache(qc, monkeypatch):
+    df, folds = qc
+    prof = load_profile("tiny", {"encoder": {"distill": 0.5, "teacher": "tfidf"}})
+    model = relevance.RelevanceModel("encoder", "QC", prof)
+    seen = {}
+    monkeypatch.setattr(model.backbone, "fit", lambda pairs, labels, weights, **kw: seen.update(kw))
+    model.fit(df)
+    np.testing.assert_allclose(seen["targets"], relevance.distill_targets(df, "QC", prof))
+    assert not relevance.RelevanceModel("encoder", "QC", load_profile("tiny")).distills
+    mask = np.ones(len(df), dtype=bool)
+    assert (relevance._cache_key("encoder", "QC", prof, df, folds, mask, None)
+            != relevance._cache_key("encoder", "QC", load_profile("tiny"), df, folds, mask, None))

@@ -8,7 +8,7 @@ import pytest
 
 from mlsearch_lib.data import normalize_text, read_task_file
 from mlsearch_lib.folds import grouped_folds, trainable
-from mlsearch_lib.metrics import all_yes_f1, by_language, scores
+from mlsearch_lib.metrics import all_yes_f1, auc_delta_interval, by_language, scores
 from mlsearch_lib.reference import TfidfPair
 from mlsearch_lib.thresholds import Thresholds, best_f1_threshold
 
@@ -97,3 +97,25 @@ def test_stacking_two_models_that_err_on_different_rows_beats_either_and_ignores
     assert (weights[["a", "b"]] > 0.5).all().all() and (weights["noise"].abs() < 0.3).all()
     table = results_table(pd.DataFrame({"label": y}), folds, {"tfidf": a, "a + b (stacked)": p})
     assert list(table.index) == ["TF-IDF char n-gram + LR", "a + b (stacked)"]
+    gain = table.loc["a + b (stacked)"]
+    assert gain["Δroc_auc"] == pytest.approx(roc_auc_score(y, p) - roc_auc_score(y, a))
+    assert 0 < gain["Δroc_auc 95% lo"] < gain["Δroc_auc"] < gain["Δroc_auc 95% hi"]
+    assert np.isnan(table.loc["TF-IDF char n-gram + LR", "Δroc_auc"])  # the reference row has no delta
+
+
+def test_auc_delta_interval_covers_the_gain_and_widens_when_rows_come_in_query_groups():
+    rng = np.random.default_rng(1)
+    n = 800
+    y = rng.integers(0, 2, n)
+    better, worse = y + rng.normal(0, 1.0, n), y + rng.normal(0, 1.4, n)
+    delta, lo, hi = auc_delta_interval(y, better, worse, n_boot=300)
+    assert lo < delta < hi and lo > 0  # a real gain: the interval excludes 0
+    same = auc_delta_interval(y, worse, worse, n_boot=50)
+    assert same == (0.0, 0.0, 0.0)
+    # every query's rows four times over: as independent rows the interval would be half as wide
+    rep = np.repeat(np.arange(n), 4)
+    naive = auc_delta_interval(y[rep], better[rep], worse[rep], n_boot=300)
+    grouped = auc_delta_interval(y[rep], better[rep], worse[rep], groups=rep, n_boot=300)
+    assert grouped[0] == pytest.approx(delta)
+    assert grouped[2] - grouped[1] > 1.5 * (naive[2] - naive[1])
+    assert grouped[2] - grouped[1] == pytest.approx(hi - lo, rel=0.3)

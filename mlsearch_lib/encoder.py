@@ -173,9 +173,10 @@ class CrossEncoder:
             save_steps: int = 50, targets: np.ndarray | None = None) -> dict[str, Any]:
         """Fine-tune on ``pairs``; with ``output_dir`` checkpoint every ``save_steps`` and resume.
 
-        ``targets`` (soft p(yes) per row, distillation) replace the 0/1 labels in the loss; the
-        labels still stratify the row cap. Returns ``{"history": [{step, epoch, loss[, eval_auc]}...], "resumed_from", "global_step",
+        Returns ``{"history": [{step, epoch, loss[, eval_auc]}...], "resumed_from", "global_step",
         "train_rows", "train_seconds"}``. ``max_steps`` (tests, benchmarks) overrides ``epochs``.
+        ``targets`` (soft p(yes) per row: distillation) replace the 0/1 labels in the loss; the
+        labels still stratify the row cap.
         """
         labels = np.asarray(labels, dtype=np.int64)
         idx = cap_rows(labels, self.cfg.max_train_rows, self.seed)

@@ -44,6 +44,10 @@ class PromptConfig(_Strict):
     qt: bool = False
     icl: bool = True
     cot: bool = True
+    #: neighbour items: after the query, up to ``nb`` distinct items that the training queries
+    #: nearest to it (frozen ``nb_model`` vectors) were judged relevant to; 0 = off (:mod:`mlsearch_lib.neighbours`)
+    nb: int = Field(default=0, ge=0)
+    nb_model: str = "intfloat/multilingual-e5-small"
     template: str = "alpaca"  # a file in mlsearch_lib/templates/
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from .data import ITEM_FIELD, normalize_text, split_category
+from .neighbours import NeighbourIndex
 from .profiles import PromptConfig
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -55,8 +56,9 @@ def hct(category_path: str) -> str:
 class PromptBuilder:
     """Turns rows into tagged text pairs (encoder) or prompts (causal LM) for one task.
 
-    In-context examples (one yes, one no per language) are chosen by :meth:`fit` from the
-    training fold only; a row never gets an example with its own normalised query.
+    In-context examples (one yes, one no per language) and neighbour items (``nb``:
+    :mod:`~mlsearch_lib.neighbours`) are chosen by :meth:`fit` from the training fold only; a row
+    never gets an example or a neighbour with its own normalised query.
     """
 
     def __init__(self, task: str, cfg: PromptConfig, seed: int = 0):
@@ -64,16 +66,19 @@ class PromptBuilder:
         self.template = load_template(cfg.template)
         # language -> label -> up to two candidate examples (normalised query, query text, item text)
         self.examples: dict[str, dict[int, list[tuple[str, str, str]]]] = {}
+        self.neighbours: NeighbourIndex | None = None
 
     def used_columns(self) -> list[str]:
         """Tag columns this configuration reads: they change the model's inputs."""
         return [col for col, flag in TAG_COLUMNS.items() if getattr(self.cfg, flag)]
 
     # -- components -------------------------------------------------------------------------
-    def query_text(self, row: dict[str, Any]) -> str:
+    def query_text(self, row: dict[str, Any], neighbours: Sequence[str] = ()) -> str:
         query = row["origin_query"]
         if self.cfg.qt and row.get("query_en") and row.get("language") != "en":
             query = f"{query} – {row['query_en']}"
+        if neighbours:
+            query = f"{query} [NB] {' ; '.join(neighbours)}"
         return f"[LANG={row['language']}] {query}" if self.cfg.lt else query
 
     def item_text(self, row: dict[str, Any]) -> str:
@@ -91,8 +96,14 @@ class PromptBuilder:
 
     # -- in-context examples ----------------------------------------------------------------
     def fit(self, train: pd.DataFrame) -> "PromptBuilder":
-        """Choose up to two example rows per language and label from ``train`` (a training fold)."""
-        self.examples = {}
+        """Choose up to two example rows per language and label from ``train`` (a training fold),
+        and index its relevant pairs for the neighbour items."""
+        self.examples, self.neighbours = {}, None
+        if self.cfg.nb:
+            yes = train[train["label"] == 1]
+            self.neighbours = NeighbourIndex(self.cfg.nb_model, self.cfg.nb).fit(
+                yes["origin_query"].map(normalize_text).tolist(), yes["origin_query"].tolist(),
+                yes[ITEM_FIELD[self.task]].tolist())
         if not self.cfg.icl:
             return self
         rng = np.random.default_rng(self.seed)
@@ -120,27 +131,38 @@ class PromptBuilder:
                 out.append(t["example"].format(query=q, item_label=t["item_label"][self.task], item=item, answer=ANSWERS[label]))
         return "".join(out)
 
+    def _neighbours_for(self, df: pd.DataFrame) -> list[list[str]]:
+        if not self.cfg.nb:
+            return [[] for _ in range(len(df))]
+        if self.neighbours is None:
+            raise RuntimeError("prompt: nb is on but the builder was never fitted on a training fold (PromptBuilder.fit)")
+        return self.neighbours.lookup(df["origin_query"].map(normalize_text).tolist(), df["origin_query"].tolist())
+
     # -- outputs ----------------------------------------------------------------------------
     def pairs(self, df: pd.DataFrame) -> list[tuple[str, str]]:
-        return [(self.query_text(r), self.item_text(r)) for r in df.to_dict("records")]
+        rows, nbs = df.to_dict("records"), self._neighbours_for(df)
+        return [(self.query_text(r, nb), self.item_text(r)) for r, nb in zip(rows, nbs)]
 
     def prompts(self, df: pd.DataFrame) -> list[Prompt]:
         t = self.template
         guidelines = "".join(t["guideline"].format(line=g) for g in t["guidelines"][self.task]) if self.cfg.cot else ""
         out = []
-        for r in df.to_dict("records"):
+        for r, nb in zip(df.to_dict("records"), self._neighbours_for(df)):
             examples = self._examples_for(r["language"], normalize_text(r["origin_query"])) if self.cfg.icl else ""
             prefix = t["prefix"].format(instruction=t["instruction"][self.task], examples=examples, guidelines=guidelines)
-            body = t["body"].format(query=self.query_text(r), item_label=t["item_label"][self.task], item=self.item_text(r))
+            body = t["body"].format(query=self.query_text(r, nb), item_label=t["item_label"][self.task], item=self.item_text(r))
             out.append(Prompt(prefix, body))
         return out
 
     def state(self) -> dict[str, Any]:
         return {"task": self.task, "cfg": self.cfg.model_dump(), "seed": self.seed,
-                "examples": {lang: {str(k): v for k, v in d.items()} for lang, d in self.examples.items()}}
+                "examples": {lang: {str(k): v for k, v in d.items()} for lang, d in self.examples.items()},
+                "neighbours": self.neighbours.state() if self.neighbours else None}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "PromptBuilder":
         pb = cls(state["task"], PromptConfig(**state["cfg"]), state["seed"])
         pb.examples = {lang: {int(k): [tuple(e) for e in v] for k, v in d.items()} for lang, d in state["examples"].items()}
+        if state.get("neighbours"):  # a model saved before neighbour items has none
+            pb.neighbours = NeighbourIndex.from_state(state["neighbours"])
         return pb

@@ -9,6 +9,7 @@ import hashlib
 import json
 import pickle
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -80,8 +81,9 @@ class RelevanceModel:
         """Choose in-context examples from ``df`` and train; returns the backbone's training log."""
         self.builder.fit(df)
         kwargs: dict[str, Any] = {"output_dir": output_dir} if self.kind in ("encoder", "llm") else {}
-        if self.distills:
-            kwargs["targets"] = distill_targets(df, self.task, self.profile, weights)
+        if self.distills:  # the teacher's folds are kept beside the checkpoints, for a resumed fit
+            kwargs["targets"] = distill_targets(df, self.task, self.profile, weights,
+                                                None if output_dir is None else Path(output_dir) / "teacher")
         return self.backbone.fit(self._inputs(df), df["label"].to_numpy(), weights, **kwargs)
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
@@ -115,23 +117,21 @@ class RelevanceModel:
         return model
 
 
-def distill_targets(df: pd.DataFrame, task: str, profile: Profile, weights: np.ndarray | None = None) -> np.ndarray:
+def distill_targets(df: pd.DataFrame, task: str, profile: Profile, weights: np.ndarray | None = None,
+                    cache_dir: Path | None = None) -> np.ndarray:
     """Soft training targets for the cross-encoder: each row's label mixed with its teacher's p(yes).
 
     The teacher (``encoder.teacher``) is cross-validated on ``df`` alone, on folds grouped by query,
     so a row's teacher score comes from a model that never saw that row, its query, or anything
-    outside ``df`` (in a cross-validation: never the held-out fold).
+    outside ``df`` (in a cross-validation: never the held-out fold). Its folds are cached under
+    ``cache_dir`` (:func:`cross_validate`), or in a temporary folder without one.
     """
     cfg = profile.for_task(task).encoder
-    y = df["label"].to_numpy(dtype=np.float64)
     folds = grouped_folds(df, profile.validation.folds, profile.seed)
-    teacher = np.empty(len(df))
-    for i in tqdm(sorted(set(folds)), desc=f"{task} {cfg.teacher} teacher folds", leave=False):
-        train, val = folds != i, folds == i
-        model = RelevanceModel(cfg.teacher, task, profile)
-        model.fit(df[train].reset_index(drop=True), None if weights is None else weights[train])
-        teacher[val] = model.predict_proba(df[val].reset_index(drop=True))
-    return (1 - cfg.distill) * y + cfg.distill * teacher
+    with tempfile.TemporaryDirectory(prefix="mlsearch-teacher-") as tmp:
+        teacher, _ = cross_validate(cfg.teacher, task, profile, df, folds, Path(cache_dir or tmp), weights=weights,
+                                    log=lambda _: None)
+    return (1 - cfg.distill) * df["label"].to_numpy(dtype=np.float64) + cfg.distill * teacher
 
 
 def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray,

@@ -155,3 +155,20 @@ def test_a_distilling_cross_encoder_trains_on_the_targets_and_keys_its_cache(qc,
     mask = np.ones(len(df), dtype=bool)
     assert (relevance._cache_key("encoder", "QC", prof, df, folds, mask, None)
             != relevance._cache_key("encoder", "QC", load_profile("tiny"), df, folds, mask, None))
+
+
+def test_a_resumed_distilling_fit_reuses_its_teachers_folds(qc, monkeypatch, tmp_path):
+    df, _ = qc
+    prof = load_profile("tiny", {"encoder": {"distill": 0.5, "teacher": "tfidf"}})
+    model = relevance.RelevanceModel("encoder", "QC", prof)
+    seen = {}
+    monkeypatch.setattr(model.backbone, "fit", lambda pairs, labels, weights, **kw: seen.update(kw))
+    model.fit(df, output_dir=tmp_path / "ckpt")
+    assert len(list((tmp_path / "ckpt" / "teacher").glob("*/fold*.npz"))) == prof.validation.folds
+
+    def no_training(*_, **__):
+        raise AssertionError("the teacher was trained again")
+
+    monkeypatch.setattr(relevance.RelevanceModel, "fit", no_training)
+    again = relevance.distill_targets(df, "QC", prof, cache_dir=tmp_path / "ckpt" / "teacher")
+    np.testing.assert_array_equal(again, seen["targets"])

@@ -27,8 +27,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .hardware import describe
 from .paths import data_file, ensure, figures_dir, reports_dir
 from .profiles import EncoderConfig, LLMConfig, PromptConfig
 from .prompts import PromptBuilder
@@ -326,7 +325,7 @@ def figure(res: dict[str, Any], path: Any) -> None:
 
 
 def write_report(res: dict[str, Any]) -> str:
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU"
+    device = describe()
     fig_path = ensure(figures_dir()) / "bench_scaling.png"
     figure(res, fig_path)
     out = ensure(reports_dir() / "bench")
@@ -334,7 +333,7 @@ def write_report(res: dict[str, Any]) -> str:
     head = [
         "# Scoring and training throughput",
         "",
-        f"- date: {dt.date.today().isoformat()}; device: {device} ({platform.processor() or platform.machine()}); "
+        f"- date: {dt.date.today().isoformat()}; device: {device}; "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads",
         f"- {res['rows']} QC training rows (seeded sample){' — quick run' if res['quick'] else ''}; "
         f"shared prompt prefix {res['prefix_tokens']} tokens, body {res['mean_body_tokens']:.0f} tokens on average",
@@ -406,21 +405,29 @@ def encoder_markdown(res: dict[str, Any]) -> str:
 
 
 def write_encoder_report(res: dict[str, Any]) -> str:
-    """``reports/bench/encoder.md`` (+ ``.json``)."""
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU"
-    text = "\n".join([
-        "# Cross-encoder: fp32 and bf16 autocast side by side",
-        "",
-        f"- date: {dt.date.today().isoformat()}; device: {device}; torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads{' — quick run' if res['quick'] else ''}",
-        f"- {res['rows']} QC training rows (seeded sample, plain category path); training: {res['steps']} "
-        f"steps of {res['batch_size']} rows after one warm-up step; scoring: all rows. Best of {res['repeats']} runs",
-        "- the frozen lower layers are cached first, as in the book; both precisions train from the same "
-        "initial weights, so the last column is bf16's rounding after the same steps",
-        "", encoder_markdown(res), ""])
+    """``reports/bench/encoder.md`` (+ ``.json``): one section per device, this run replacing its
+    device's last one, since whether bf16 pays depends on the CPU (:mod:`mlsearch_lib.hardware`)."""
+    res = {"device": describe(), "date": dt.date.today().isoformat(), "torch": torch.__version__,
+           "threads": torch.get_num_threads(), **res}
     out = ensure(reports_dir() / "bench")
+    path = out / "encoder.json"
+    previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    runs = [r for r in previous if r["device"] != res["device"]] + [res]
+    sections = [
+        "\n".join([
+            f"## {r['device']}", "",
+            f"- date: {r['date']}; torch {r['torch']} with {r['threads']} threads{' — quick run' if r['quick'] else ''}",
+            f"- {r['rows']} QC training rows (seeded sample, plain category path); training: {r['steps']} "
+            f"steps of {r['batch_size']} rows after one warm-up step; scoring: all rows. Best of {r['repeats']} runs",
+            "", encoder_markdown(r), ""])
+        for r in runs]
+    text = "\n".join([
+        "# Cross-encoder: fp32 and bf16 autocast side by side", "",
+        "The frozen lower layers are cached first, as in the book; both precisions train from the same "
+        "initial weights, so the last column is bf16's rounding after the same steps. One section per "
+        "device: bf16 autocast pays only where the hardware computes it (`bf16: auto`).", "", *sections])
     (out / "encoder.md").write_text(text, encoding="utf-8")
-    (out / "encoder.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
     return text
 
 

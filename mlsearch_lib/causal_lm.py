@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer
 
 from .embeddings import length_batches
+from .hardware import default_device
 from .encoder import (
     cap_rows,
     fit_fingerprint,
@@ -145,7 +146,7 @@ class CausalLMScorer:
         from .models_offline import load_tokenizer, resolve_model
 
         self.cfg, self.seed = cfg, seed
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = default_device()
         path = resolve_model(cfg.model)
         seed_everything(seed)
         self.tokenizer = load_tokenizer(path)

@@ -34,6 +34,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import get_last_checkpoint
 
 from .embeddings import length_batches
+from .hardware import default_device
 from .profiles import EncoderConfig
 from .seeds import seed_everything
 
@@ -62,7 +63,7 @@ class CrossEncoder:
         from .models_offline import load_tokenizer, resolve_model
 
         self.cfg, self.seed = cfg, seed
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = default_device()
         path = resolve_model(cfg.model)
         seed_everything(seed)  # the classifier head (and LoRA A matrices) are initialised below
         self.tokenizer = load_tokenizer(path)
@@ -250,7 +251,7 @@ class CrossEncoder:
         cfg, seed = read_meta(directory, cls.kind, EncoderConfig)
         self = cls.__new__(cls)
         self.cfg, self.seed = cfg, seed
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = default_device()
         self.tokenizer = load_tokenizer(directory)
         if (directory / "adapter_config.json").is_file():
             from peft import PeftModel

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .hardware import default_device, native_bf16
 from .paths import build_dir, ensure
 from .profiles import GenerationConfig
 from .prompts import load_template
@@ -92,9 +93,9 @@ class TransformersGenerator:
 
         self.model_id, self.batch_size = model_id, batch_size
         path = resolve_model(model_id)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = default_device()
         self.tokenizer = load_tokenizer(path, padding_side="left")
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        dtype = torch.bfloat16 if self.device.type == "cuda" and native_bf16("cuda") else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
 
     @torch.inference_mode()

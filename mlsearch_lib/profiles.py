@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .paths import PROJECT_ROOT
 
@@ -22,6 +22,16 @@ Backbone = Literal["tfidf", "bi_encoder", "hybrid", "encoder", "llm"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _bf16_field(value: object) -> object:
+    """``bf16: auto`` becomes this machine's answer when the profile loads, so cache keys, saved
+    models and tables record the precision that ran (:func:`mlsearch_lib.hardware.resolve_bf16`)."""
+    if value == "auto":
+        from .hardware import resolve_bf16
+
+        return resolve_bf16(value)
+    return value
 
 
 class DataConfig(_Strict):
@@ -74,8 +84,10 @@ class EncoderConfig(_Strict):
     #: train_top_layers, up to the layer count, since only the top stack is ours to change)
     pooling: Literal["cls", "mean"] = "cls"
     #: train and score in bf16 autocast (weights, optimizer state and the frozen-layer cache stay
-    #: fp32): a top-4 training step takes 0.68x the time on this CPU (avx512_bf16), more on a GPU
+    #: fp32): a top-4 training step takes 0.68x the time on a CPU with avx512_bf16, more on a GPU;
+    #: "auto" = where the hardware computes bf16 natively (emulated, training ran at 0.05x fp32)
     bf16: bool = False
+    bf16_auto = field_validator("bf16", mode="before")(_bf16_field)
     #: text put before the query and before the item of every pair, e.g. e5's own
     #: ``["query: ", "passage: "]``, so the frozen layers read the pair as they were pre-trained
     pair_prefixes: tuple[str, str] = ("", "")
@@ -104,7 +116,8 @@ class LLMConfig(_Strict):
     grad_accum: int = 1
     cutoff_len: int = 1024
     load_in_4bit: bool = False
-    bf16: bool = False
+    bf16: bool = False  # or "auto", as for the encoder
+    bf16_auto = field_validator("bf16", mode="before")(_bf16_field)
     gradient_checkpointing: bool = False  # recompute each layer in backward: ~L x less activation memory
     max_train_rows: int | None = None
     score_batch_size: int = 16

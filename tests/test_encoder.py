@@ -252,11 +252,21 @@ def test_encoder_benchmark_times_fp32_beside_bf16(tmp_path, monkeypatch, capsys)
     from mlsearch_lib import bench
 
     monkeypatch.setenv("MLSEARCH_OUTPUT_ROOT", str(tmp_path))
+    report = tmp_path / "reports" / "bench" / "encoder.json"
+    report.parent.mkdir(parents=True)
+    other = {"device": "another CPU, bf16 native", "date": "2026-01-01", "torch": "x", "threads": 2, "rows": 1,
+             "steps": 1, "batch_size": 1, "quick": True, "repeats": 1, "runs": [
+                 {"top_layers": 1, "precision": "fp32", "train_rows_per_s": 9.0, "score_rows_per_s": 9.0, "p_yes": [0.5]}]}
+    report.write_text(json.dumps([other, {**other, "device": bench.describe()}]))  # this device's stale run
     bench.main(["encoder", "--quick"])
     text = (tmp_path / "reports" / "bench" / "encoder.md").read_text()
     assert text.strip() in capsys.readouterr().out
     assert "| 1 | fp32 |" in text and "| 1 | bf16 |" in text and "| 1.00x |" in text
-    runs = json.loads((tmp_path / "reports" / "bench" / "encoder.json").read_text())["runs"]
+    saved = json.loads(report.read_text())
+    # one section per device: the other machine's survives, this machine's is replaced, not repeated
+    assert [r["device"] for r in saved] == ["another CPU, bf16 native", bench.describe()]
+    assert "## another CPU, bf16 native" in text and text.count(f"## {bench.describe()}") == 1
+    runs = saved[-1]["runs"]
     assert [r["precision"] for r in runs] == ["fp32", "bf16"]
     assert all(r["train_rows_per_s"] > 0 and r["score_rows_per_s"] > 0 and len(r["p_yes"]) == 16 for r in runs)
     gap = np.abs(np.array(runs[0]["p_yes"]) - np.array(runs[1]["p_yes"]))

@@ -90,3 +90,17 @@ def test_an_explicit_override_beats_the_files_per_task_setting(tmp_path):
     assert overridden.for_task("QC").encoder.lr == 3e-4
     per_task = load_profile(path, parse_sets(["per_task.QI.encoder.lr=5e-4"])).for_task("QI").encoder
     assert per_task.lr == 5e-4  # an override aimed at per_task itself still lands there
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_auto_becomes_what_the_hardware_computes(native, monkeypatch):
+    from mlsearch_lib import hardware
+
+    monkeypatch.setattr(hardware, "native_bf16", lambda device_type=None: native)
+    cpu = load_profile("cpu", parse_sets(["llm.bf16=auto"]))
+    # resolved when the profile loads: cache keys and saved models record the precision that ran
+    assert cpu.encoder.bf16 is native and cpu.for_task("QI").encoder.bf16 is native and cpu.llm.bf16 is native
+    assert load_profile("cpu", parse_sets(["encoder.bf16=true"])).encoder.bf16 is True  # explicit wins
+    with pytest.raises(ProfileError, match=r"'encoder.bf16'"):
+        load_profile("cpu", parse_sets(["encoder.bf16=fast"]))
+

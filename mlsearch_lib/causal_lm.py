@@ -41,7 +41,6 @@ from tqdm.auto import tqdm
 from transformers import Trainer
 
 from .embeddings import length_batches
-from .hardware import default_device
 from .encoder import (
     cap_rows,
     fit_fingerprint,
@@ -51,6 +50,7 @@ from .encoder import (
     weighted_cross_entropy,
     write_meta,
 )
+from .hardware import default_device
 from .profiles import LLMConfig
 from .prompts import ANSWERS, Prompt
 from .seeds import seed_everything

@@ -95,7 +95,7 @@ class TransformersGenerator:
         path = resolve_model(model_id)
         self.device = default_device()
         self.tokenizer = load_tokenizer(path, padding_side="left")
-        dtype = torch.bfloat16 if self.device.type == "cuda" and native_bf16("cuda") else torch.float32
+        dtype = torch.bfloat16 if native_bf16("cuda") else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
 
     @torch.inference_mode()

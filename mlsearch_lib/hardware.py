@@ -8,12 +8,11 @@ so a profile asks for ``bf16: auto``.
 
 from __future__ import annotations
 
-import logging
+import os
+import platform
 from functools import cache
 
 import torch
-
-log = logging.getLogger(__name__)
 
 
 def default_device() -> torch.device:
@@ -29,20 +28,8 @@ def native_bf16(device_type: str | None = None) -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def resolve_bf16(value: bool | str) -> bool:
-    """A profile's ``bf16``: ``True``/``False`` as written, ``"auto"`` = :func:`native_bf16`."""
-    if value != "auto":
-        return bool(value)
-    native = native_bf16()
-    log.info("bf16: auto -> %s (%s)", native, default_device().type)
-    return native
-
-
 def describe() -> str:
     """The device for a benchmark's header, e.g. ``2-core AMD EPYC CPU, bf16 emulated``."""
-    import os
-    import platform
-
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
     else:

@@ -26,12 +26,12 @@ class _Strict(BaseModel):
 
 def _bf16_field(value: object) -> object:
     """``bf16: auto`` becomes this machine's answer when the profile loads, so cache keys, saved
-    models and tables record the precision that ran (:func:`mlsearch_lib.hardware.resolve_bf16`)."""
-    if value == "auto":
-        from .hardware import resolve_bf16
+    models and tables record the precision that ran (:func:`mlsearch_lib.hardware.native_bf16`)."""
+    if value != "auto":
+        return value  # pydantic parses (or refuses) the rest
+    from .hardware import native_bf16
 
-        return resolve_bf16(value)
-    return value
+    return native_bf16()
 
 
 class DataConfig(_Strict):

@@ -103,4 +103,3 @@ def test_bf16_auto_becomes_what_the_hardware_computes(native, monkeypatch):
     assert load_profile("cpu", parse_sets(["encoder.bf16=true"])).encoder.bf16 is True  # explicit wins
     with pytest.raises(ProfileError, match=r"'encoder.bf16'"):
         load_profile("cpu", parse_sets(["encoder.bf16=fast"]))
-

@@ -174,6 +174,20 @@ def stacked_oof(y: np.ndarray, folds: np.ndarray, parts: dict[str, np.ndarray]) 
     return out, pd.DataFrame(weights).T
 
 
+def stacked_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarray], base: str,
+                  main: str) -> tuple[str, np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """``main`` stacked on ``base`` (:func:`stacked_oof`): its name, out-of-fold p(yes), the
+    results table of ``base`` and the stack with ``Δroc_auc`` over ``base``, and the TF-IDF
+    reference's gain columns beside (``… vs TF-IDF``) when ``oofs`` holds it; and the weights."""
+    name = f"{LABELS[base]} + {LABELS[main]} (stacked)"
+    p, weights = stacked_oof(df["label"].to_numpy(), folds, {k: oofs[k] for k in (base, main)})
+    table = results_table(df, folds, {base: oofs[base], name: p}, reference=base)
+    if "tfidf" in oofs:
+        gains = results_table(df, folds, {"tfidf": oofs["tfidf"], base: oofs[base], name: p}).filter(like="Δ")
+        table = table.join(gains.loc[table.index].add_suffix(" vs TF-IDF"))
+    return name, p, table, weights
+
+
 def per_language_table(df: pd.DataFrame, oofs: dict[str, np.ndarray], threshold_of: dict[str, float]) -> pd.DataFrame:
     """F1 (at each model's global tuned threshold), ROC-AUC and PR-AUC per language and model."""
     parts = {}

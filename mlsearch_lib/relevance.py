@@ -22,9 +22,9 @@ from .paths import ensure
 from .profiles import Profile
 from .prompts import PromptBuilder
 
-KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "encoder", "llm")
+KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "encoder", "llm")
 LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "bi_encoder": "frozen e5 embeddings + LR",
-          "hybrid": "TF-IDF + frozen e5 + LR",
+          "hybrid": "TF-IDF + frozen e5 + LR", "hybrid_nl": "TF-IDF + frozen e5 + neighbour labels + LR",
           "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
 
 
@@ -38,6 +38,10 @@ def _backbone_class(kind: str) -> type:
         from .embeddings import BiEncoderPair, HybridPair
 
         return BiEncoderPair if kind == "bi_encoder" else HybridPair
+    if kind == "hybrid_nl":
+        from .neighbour_labels import NeighbourLabelPair
+
+        return NeighbourLabelPair
     if kind == "encoder":
         from .encoder import CrossEncoder
 
@@ -55,7 +59,7 @@ def _backbone(kind: str, profile: Profile) -> Any:
         return cls()
     if kind == "tfidf":
         return cls(seed=profile.seed)
-    if kind in ("bi_encoder", "hybrid"):
+    if kind in ("bi_encoder", "hybrid", "hybrid_nl"):
         return cls(profile.encoder.model, profile.encoder.max_length, seed=profile.seed)
     return cls(getattr(profile, kind), seed=profile.seed)
 
@@ -142,10 +146,14 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
     builder = PromptBuilder(task, profile.prompt)
     settings = {"kind": kind, "task": task, "seed": profile.seed, "prompt": profile.prompt.model_dump(),
                 "backbone": getattr(profile, kind).model_dump() if kind in ("encoder", "llm") else None}
-    if kind in ("bi_encoder", "hybrid"):  # frozen e5 vectors: which model, length and way of computing
+    if kind in ("bi_encoder", "hybrid", "hybrid_nl"):  # frozen e5 vectors: which model, length and way of computing
         from .embeddings import EMBEDDING_VERSION
 
         settings["embedding"] = [profile.encoder.model, profile.encoder.max_length, EMBEDDING_VERSION]
+    if kind == "hybrid_nl":  # and what is read off the neighbours
+        from .neighbour_labels import FEATURES
+
+        settings["neighbour_labels"] = FEATURES
     if kind == "llm":  # the prompt's wording and layout live in a data file
         settings["template"] = builder.template
     h.update(json.dumps(settings, sort_keys=True).encode())

@@ -9,8 +9,10 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from mlsearch_lib import book
+from mlsearch_lib.profiles import profile_path
 
 
 def _book(*args: str) -> subprocess.CompletedProcess:
@@ -53,7 +55,8 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     # 04: reference rows beside both backbones, for both tasks; out-of-fold p(yes) saved for every row
     for task in ("QC", "QI"):
         results = pd.read_csv(tables / f"04_results_{task}.csv", index_col=0)
-        assert {'all "yes"', "TF-IDF char n-gram + LR", "e5 cross-encoder", "causal LM + LoRA"} <= set(results.index)
+        assert {'all "yes"', "TF-IDF char n-gram + LR", "e5 cross-encoder", "causal LM + LoRA",
+                "TF-IDF + frozen e5 + neighbour labels + LR"} <= set(results.index)
         assert results.loc['all "yes"', "roc_auc"] == 0.5 and results["roc_auc"].between(0, 1).all()
         oof = pd.read_csv(build / "oof" / f"{task}_encoder_all.csv")
         assert len(oof) == rows.loc["total", f"{task} train"] and oof["p_yes"].between(0, 1).all()
@@ -79,12 +82,16 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     unseen = pd.read_csv(tables / "06_unseen_arms_QC.csv", index_col=0)
     assert unseen["rows"].iloc[0] == int(rows.loc[["ar", "de", "it", "pl"], "QC train"].sum())
     assert (out / "figures" / "06_table4_deltas.png").exists()
-    # same profile, same seed, fresh build dir (no cached folds) -> identical tables
+    # same profile, same seed, fresh build dir (no cached folds) -> identical tables. QC alone: a
+    # task's tables come from its own rows and models only, and the QI half would double the cost
+    qc_only = isolated_outputs / "tiny.yaml"
+    qc_only.write_text(yaml.safe_dump({**yaml.safe_load(profile_path("tiny").read_text(encoding="utf-8")),
+                                       "tasks": ["QC"]}), encoding="utf-8")
     os.environ["MLSEARCH_OUTPUT_ROOT"] = str(isolated_outputs / "again")
     os.environ["MLSEARCH_BUILD_DIR"] = str(isolated_outputs / "build_again")
-    done = _book("run", "--profile", "tiny", "--only", "04")
+    done = _book("run", "--profile", str(qc_only), "--only", "04")
     assert done.returncode == 0, done.stderr[-3000:]
-    for table in ("04_results_QC.csv", "04_results_QI.csv", "04_per_language_QC.csv"):
+    for table in ("04_results_QC.csv", "04_stacked_QC.csv", "04_per_language_QC.csv"):
         first, second = (tables / table).read_text(), (isolated_outputs / "again" / "reports" / "tables" / table).read_text()
         assert first == second, table
     os.environ["MLSEARCH_OUTPUT_ROOT"], os.environ["MLSEARCH_BUILD_DIR"] = str(out), str(isolated_outputs / "build")

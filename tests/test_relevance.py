@@ -76,7 +76,7 @@ def test_the_embedding_model_is_part_of_the_frozen_e5_cache_keys(qc):
     prof = load_profile("tiny")
     other = load_profile("tiny", {"encoder": {"max_length": prof.encoder.max_length + 8}})
     mask = np.ones(len(df), bool)
-    for kind in ("bi_encoder", "hybrid"):  # vectors of another length: never the cached folds
+    for kind in ("bi_encoder", "hybrid", "hybrid_nl"):  # vectors of another length: never the cached folds
         assert relevance._cache_key(kind, "QC", prof, df, folds, mask, None) != \
             relevance._cache_key(kind, "QC", other, df, folds, mask, None)
     assert relevance._cache_key("tfidf", "QC", prof, df, folds, mask, None) == \

@@ -103,6 +103,28 @@ def test_stacking_two_models_that_err_on_different_rows_beats_either_and_ignores
     assert np.isnan(table.loc["TF-IDF char n-gram + LR", "Δroc_auc"])  # the reference row has no delta
 
 
+def test_the_stacked_table_gives_the_gain_over_its_base_and_over_tfidf():
+    from sklearn.metrics import roc_auc_score
+
+    from mlsearch_lib.experiments import stacked_table
+
+    rng = np.random.default_rng(2)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    half = rng.random(n) < 0.5
+    score = lambda seen, sd: 1 / (1 + np.exp(-(np.where(seen, 2.0 * y - 1, 0.0) + rng.normal(0, sd, n))))  # noqa: E731
+    oofs = {"tfidf": score(half, 2.0), "hybrid": score(half, 1.0), "encoder": score(~half, 1.0)}
+    folds = rng.integers(0, 5, n)
+    name, p, table, weights = stacked_table(pd.DataFrame({"label": y}), folds, oofs, "hybrid", "encoder")
+    assert name == "TF-IDF + frozen e5 + LR + e5 cross-encoder (stacked)" and list(weights.columns) == ["hybrid", "encoder"]
+    assert list(table.index) == ["TF-IDF + frozen e5 + LR", name]
+    auc = {k: roc_auc_score(y, v) for k, v in {**oofs, name: p}.items()}
+    assert table.loc[name, "Δroc_auc"] == pytest.approx(auc[name] - auc["hybrid"])
+    assert table.loc[name, "Δroc_auc vs TF-IDF"] == pytest.approx(auc[name] - auc["tfidf"])
+    assert table.loc["TF-IDF + frozen e5 + LR", "Δroc_auc vs TF-IDF"] == pytest.approx(auc["hybrid"] - auc["tfidf"])
+    assert table.loc[name, "Δroc_auc 95% lo vs TF-IDF"] > table.loc[name, "Δroc_auc 95% lo"] > 0
+
+
 def test_auc_delta_interval_covers_the_gain_and_widens_when_rows_come_in_query_groups():
     rng = np.random.default_rng(1)
     n = 800

@@ -110,11 +110,14 @@ def pair_features(q: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.hstack([q, c, q * c, np.abs(q - c), (q * c).sum(1, keepdims=True)])
 
 
+def e5_vectors(cache: EmbeddingCache, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """e5's "query: ..." and "passage: ..." embeddings of each pair's two sides."""
+    return cache.embed([f"query: {a}" for a, _ in pairs]), cache.embed([f"passage: {b}" for _, b in pairs])
+
+
 def e5_pair_features(cache: EmbeddingCache, pairs: list[tuple[str, str]]) -> np.ndarray:
-    """:func:`pair_features` of e5's "query: ..." and "passage: ..." embeddings of each pair."""
-    q = cache.embed([f"query: {a}" for a, _ in pairs])
-    c = cache.embed([f"passage: {b}" for _, b in pairs])
-    return pair_features(q, c)
+    """:func:`pair_features` of :func:`e5_vectors`."""
+    return pair_features(*e5_vectors(cache, pairs))
 
 
 class BiEncoderPair:

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import StandardScaler
 
 from .data import normalize_text
-from .embeddings import HybridPair
+from .embeddings import HybridPair, e5_vectors
 
 FEATURES = ("vote", "shown", "same", "near")
 #: rows scored against the index at once (a rows x index float32 block: 2,048 x 15k = 120 MB)
@@ -85,11 +85,8 @@ class NeighbourLabelPair(HybridPair):
         self.nl_scaler = StandardScaler()
         self.index: dict[str, np.ndarray | list[str]] = {}
 
-    def _vectors(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-        return (self.cache.embed([f"query: {a}" for a, _ in pairs]), self.cache.embed([f"passage: {b}" for _, b in pairs]))
-
     def _nl(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        q, c = self._vectors(pairs)
+        q, c = e5_vectors(self.cache, pairs)
         ix = self.index
         return neighbour_label_features(q, c, [normalize_text(a) for a, _ in pairs], [b for _, b in pairs],
                                         ix["q"], ix["c"], ix["keys"], ix["items"], ix["y"], self.k, self.temperature)
@@ -100,7 +97,7 @@ class NeighbourLabelPair(HybridPair):
         return sp.hstack([super()._features(pairs, fit), sp.csr_matrix(nl)]).tocsr()
 
     def fit(self, pairs: list[tuple[str, str]], labels: np.ndarray, weights: np.ndarray | None = None) -> dict:
-        q, c = self._vectors(pairs)
+        q, c = e5_vectors(self.cache, pairs)
         self.index = {"q": q, "c": c, "keys": [normalize_text(a) for a, _ in pairs], "items": [b for _, b in pairs],
                       "y": np.asarray(labels).astype(int)}
         return super().fit(pairs, labels, weights)

@@ -26,6 +26,8 @@ KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "encoder", "ll
 LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "bi_encoder": "frozen e5 embeddings + LR",
           "hybrid": "TF-IDF + frozen e5 + LR", "hybrid_nl": "TF-IDF + frozen e5 + neighbour labels + LR",
           "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
+#: the kinds that read frozen e5 vectors (from the embedding cache) beside or instead of TF-IDF
+FROZEN_E5 = ("bi_encoder", "hybrid", "hybrid_nl")
 
 
 def _backbone_class(kind: str) -> type:
@@ -59,7 +61,7 @@ def _backbone(kind: str, profile: Profile) -> Any:
         return cls()
     if kind == "tfidf":
         return cls(seed=profile.seed)
-    if kind in ("bi_encoder", "hybrid", "hybrid_nl"):
+    if kind in FROZEN_E5:
         return cls(profile.encoder.model, profile.encoder.max_length, seed=profile.seed)
     return cls(getattr(profile, kind), seed=profile.seed)
 
@@ -146,7 +148,7 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
     builder = PromptBuilder(task, profile.prompt)
     settings = {"kind": kind, "task": task, "seed": profile.seed, "prompt": profile.prompt.model_dump(),
                 "backbone": getattr(profile, kind).model_dump() if kind in ("encoder", "llm") else None}
-    if kind in ("bi_encoder", "hybrid", "hybrid_nl"):  # frozen e5 vectors: which model, length and way of computing
+    if kind in FROZEN_E5:  # frozen e5 vectors: which model, length and way of computing
         from .embeddings import EMBEDDING_VERSION
 
         settings["embedding"] = [profile.encoder.model, profile.encoder.max_length, EMBEDDING_VERSION]

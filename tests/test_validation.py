@@ -109,7 +109,7 @@ def test_the_stacked_table_gives_the_gain_over_its_base_and_over_tfidf():
     from mlsearch_lib.experiments import stacked_table
 
     rng = np.random.default_rng(2)
-    n = 2000
+    n = 800
     y = rng.integers(0, 2, n)
     half = rng.random(n) < 0.5
     score = lambda seen, sd: 1 / (1 + np.exp(-(np.where(seen, 2.0 * y - 1, 0.0) + rng.normal(0, sd, n))))  # noqa: E731

@@ -163,8 +163,10 @@ class HybridPair:
         self.clf = LogisticRegression(C=c, max_iter=3000, random_state=seed)
         self.dense_scale = dense_scale
 
-    def _features(self, pairs: list[tuple[str, str]], fit: bool = False) -> sp.csr_matrix:
-        dense = e5_pair_features(self.cache, pairs)
+    def _features(self, pairs: list[tuple[str, str]], fit: bool = False,
+                  vectors: tuple[np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
+        """``vectors``: the pairs' :func:`e5_vectors` when the caller has them already."""
+        dense = pair_features(*(vectors or e5_vectors(self.cache, pairs)))
         dense = self.scaler.fit_transform(dense) if fit else self.scaler.transform(dense)
         return sp.hstack([self.tfidf._features(pairs), sp.csr_matrix(dense * self.dense_scale)]).tocsr()
 

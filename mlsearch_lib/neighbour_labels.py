@@ -85,16 +85,19 @@ class NeighbourLabelPair(HybridPair):
         self.nl_scaler = StandardScaler()
         self.index: dict[str, np.ndarray | list[str]] = {}
 
-    def _nl(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        q, c = e5_vectors(self.cache, pairs)
+    def _nl(self, pairs: list[tuple[str, str]], vectors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        q, c = vectors or e5_vectors(self.cache, pairs)
         ix = self.index
         return neighbour_label_features(q, c, [normalize_text(a) for a, _ in pairs], [b for _, b in pairs],
                                         ix["q"], ix["c"], ix["keys"], ix["items"], ix["y"], self.k, self.temperature)
 
     def _features(self, pairs: list[tuple[str, str]], fit: bool = False) -> sp.csr_matrix:
-        nl = self._nl(pairs)
+        # each embedding-store read loads the whole store: once per call, shared by both blocks
+        # (when fitting, the pairs are the index's own)
+        vectors = (self.index["q"], self.index["c"]) if fit else e5_vectors(self.cache, pairs)
+        nl = self._nl(pairs, vectors)
         nl = self.nl_scaler.fit_transform(nl) if fit else self.nl_scaler.transform(nl)
-        return sp.hstack([super()._features(pairs, fit), sp.csr_matrix(nl)]).tocsr()
+        return sp.hstack([super()._features(pairs, fit, vectors), sp.csr_matrix(nl)]).tocsr()
 
     def fit(self, pairs: list[tuple[str, str]], labels: np.ndarray, weights: np.ndarray | None = None) -> dict:
         q, c = e5_vectors(self.cache, pairs)

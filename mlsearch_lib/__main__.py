@@ -24,7 +24,7 @@ from .metrics import by_language
 
 def predict_file(task: str, model_dir: Path, input_path: Path, output_path: Path,
                  threshold: float | None = None, overwrite: bool = False) -> pd.DataFrame:
-    from .relevance import RelevanceModel
+    from .relevance import load_model
     from .thresholds import Thresholds
 
     partial = output_path.with_name(output_path.name + ".partial")
@@ -32,7 +32,7 @@ def predict_file(task: str, model_dir: Path, input_path: Path, output_path: Path
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     df = read_task_file(input_path, task=task)  # validates before any model is loaded
-    model = RelevanceModel.load(model_dir)
+    model = load_model(model_dir)
     if model.task != task:
         raise ValueError(f"{model_dir} is a {model.task} model, not {task}")
     p = model.predict_proba(df)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict")
     p.add_argument("--task", choices=["QC", "QI"], required=True)
-    p.add_argument("--model", type=Path, required=True, help="a directory saved by RelevanceModel.save")
+    p.add_argument("--model", type=Path, required=True, help="a model directory saved by notebook 05 (one model, or a stack of them)")
     p.add_argument("--input", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--threshold", type=float, help="default: the model's tuned thresholds.json, else 0.5")

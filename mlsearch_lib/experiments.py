@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import stacking
 from .data import Task, load_training, stratified_sample
 from .folds import OFFICIAL_TRAIN_LANGUAGES, grouped_folds, query_groups, trainable
 from .metrics import auc_delta_interval, by_language, scores
@@ -25,7 +26,7 @@ def run_dir(profile: Profile) -> Path:
 
 def model_kinds(profile: Profile) -> list[str]:
     """Reference rows first, then the profile's main backbone and the ones it compares."""
-    kinds = ["all_yes", "tfidf", profile.backbone, *profile.compare]
+    kinds = ["all_yes", "tfidf", profile.backbone, *profile.compare, *filter(None, [profile.stack_with])]
     return list(dict.fromkeys(kinds))
 
 
@@ -95,11 +96,27 @@ def out_of_fold(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
         keep = HOLDOUT_FOLD if kind == profile.backbone and setting == "all" and weights is None else None
         p, logs = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", mask, weights,
                                  log=lambda s: None, keep_model=keep)
-        path = oof_path(profile, task, kind, setting)
-        df[["id", "language", "label"]].assign(fold=folds, p_yes=p).to_csv(path, index=False)
-        path.with_suffix(".logs.json").write_text(json.dumps(logs, default=float), encoding="utf-8")
+        save_oof(profile, task, kind, df, folds, p, setting, logs)
         out[kind] = p
     return out
+
+
+def save_oof(profile: Profile, task: str, kind: str, df: pd.DataFrame, folds: np.ndarray, p: np.ndarray,
+             setting: str = "all", logs: list | None = None) -> Path:
+    """One model's out-of-fold p(yes) beside id, language, label and fold (and its training logs)."""
+    path = oof_path(profile, task, kind, setting)
+    df[["id", "language", "label"]].assign(fold=folds, p_yes=p).to_csv(path, index=False)
+    path.with_suffix(".logs.json").write_text(json.dumps(logs or [], default=float), encoding="utf-8")
+    return path
+
+
+def submitted_kind(profile: Profile) -> str:
+    """What notebook 05 tunes thresholds on and submits: the stack when the profile has one."""
+    return stacking.KIND if profile.stack_with else profile.backbone
+
+
+def submitted_label(profile: Profile) -> str:
+    return stacking.label([profile.stack_with, profile.backbone]) if profile.stack_with else LABELS[profile.backbone]
 
 
 def training_logs(task: str, profile: Profile, kind: str, setting: str = "all") -> list:
@@ -156,31 +173,14 @@ def results_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarra
     return pd.DataFrame(rows).T.rename_axis("model")
 
 
-def stacked_oof(y: np.ndarray, folds: np.ndarray, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, pd.DataFrame]:
-    """Out-of-fold p(yes) of a logistic regression over the logits of several models' out-of-fold
-    p(yes): does one model add to another? Fold ``i`` is scored by a stacker fit on the other
-    folds. Their scores came from models that saw fold ``i``, but a stacker with a few weights
-    learns next to nothing from that. Also returns each fold's weights, one column per model."""
-    from sklearn.linear_model import LogisticRegression
-
-    from scipy.special import logit
-
-    x = np.column_stack([logit(np.clip(p, 1e-6, 1 - 1e-6)) for p in parts.values()])
-    out, weights = np.empty(len(y)), {}
-    for i in np.unique(folds):
-        fit = LogisticRegression().fit(x[folds != i], y[folds != i])
-        out[folds == i] = fit.predict_proba(x[folds == i])[:, 1]
-        weights[f"fold {i}"] = dict(zip(parts, fit.coef_[0]))
-    return out, pd.DataFrame(weights).T
-
-
 def stacked_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarray], base: str,
                   main: str) -> tuple[str, np.ndarray, pd.DataFrame, pd.DataFrame]:
-    """``main`` stacked on ``base`` (:func:`stacked_oof`): its name, out-of-fold p(yes), the
-    results table of ``base`` and the stack with ``Δroc_auc`` over ``base``, and the TF-IDF
-    reference's gain columns beside (``… vs TF-IDF``) when ``oofs`` holds it; and the weights."""
-    name = f"{LABELS[base]} + {LABELS[main]} (stacked)"
-    p, weights = stacked_oof(df["label"].to_numpy(), folds, {k: oofs[k] for k in (base, main)})
+    """``main`` stacked on ``base`` (:func:`~mlsearch_lib.stacking.stacked_oof`): its name,
+    out-of-fold p(yes), the results table of ``base`` and the stack with ``Δroc_auc`` over
+    ``base``, and the TF-IDF reference's gain columns beside (``… vs TF-IDF``) when ``oofs`` holds
+    it; and the weights."""
+    name = stacking.label([base, main])
+    p, weights = stacking.stacked_oof(df["label"].to_numpy(), folds, {k: oofs[k] for k in (base, main)})
     table = results_table(df, folds, {base: oofs[base], name: p}, reference=base)
     if "tfidf" in oofs:
         gains = results_table(df, folds, {"tfidf": oofs["tfidf"], base: oofs[base], name: p}).filter(like="Δ")
@@ -193,7 +193,7 @@ def per_language_table(df: pd.DataFrame, oofs: dict[str, np.ndarray], threshold_
     parts = {}
     for kind, p in oofs.items():
         t = by_language(df["language"], df["label"].to_numpy(), p, threshold_of.get(kind, 0.5))
-        parts[LABELS[kind]] = t[["rows", "f1", "roc_auc", "pr_auc"]]
+        parts[LABELS.get(kind, kind)] = t[["rows", "f1", "roc_auc", "pr_auc"]]
     return pd.concat(parts, axis=1)
 
 
@@ -264,30 +264,49 @@ def unlabelled_inputs(task: Task, train_file: str) -> dict[str, Path]:
 
 def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, thresholds: Thresholds,
                 hold_out_fold: int | None) -> Path:
-    """Train the profile's main backbone for submission and save it with its thresholds.
+    """Train what the profile submits (:func:`submitted_kind`) and save it with its thresholds.
 
     With ``hold_out_fold`` set (no official test file at hand), that fold is left out so the
-    submission written for it is a genuine held-out check; otherwise every row trains. The
-    held-out case is the model :func:`out_of_fold` trained for that fold: it is reused when kept.
+    submission written for it is a genuine held-out check; otherwise every row trains. A stack's
+    parts are trained on the same rows, and its weights are fit on their out-of-fold p(yes) of
+    those rows (saved by notebook 04).
     """
     mask = train_mask(df, profile)
     train = mask if hold_out_fold is None else mask & (folds != hold_out_fold)
     directory = run_dir(profile) / "models" / task
+    if profile.stack_with:
+        kinds = [profile.stack_with, profile.backbone]
+        partial = directory.with_name(directory.name + ".partial")  # named only when whole
+        for kind in kinds:
+            _final_part(kind, task, profile, df, folds, train, hold_out_fold, partial / "parts" / kind)
+        y = df["label"].to_numpy()[train]
+        stacker = stacking.fit_stacker([load_oof(profile, task, k)["p_yes"].to_numpy()[train] for k in kinds], y)
+        stacking.save_stack(partial, task, kinds, stacker)
+        shutil.rmtree(directory, ignore_errors=True)
+        partial.replace(directory)
+    else:
+        _final_part(profile.backbone, task, profile, df, folds, train, hold_out_fold, directory)
+    (directory / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
+    return directory
+
+
+def _final_part(kind: str, task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, train: np.ndarray,
+                hold_out_fold: int | None, directory: Path) -> None:
+    """One model trained on ``train`` rows, saved to ``directory``. Held out, it is the model
+    :func:`out_of_fold` trained for that fold when that one was kept, so it is not trained twice."""
     kept = None if hold_out_fold is None else fold_model_dir(
-        profile.backbone, task, profile, df, folds, run_dir(profile) / "folds", hold_out_fold, mask)
+        kind, task, profile, df, folds, run_dir(profile) / "folds", hold_out_fold, train_mask(df, profile))
     if kept is not None:
         shutil.rmtree(directory, ignore_errors=True)
         shutil.copytree(kept, directory)
-        print(f"{task}: the model cross-validation trained for fold {hold_out_fold} is the final model ({kept})")
-    else:
-        checkpoints = run_dir(profile) / "models" / f"{task}_ckpt"  # only needed to resume this training
-        model = RelevanceModel(profile.backbone, task, profile)
-        model.fit(df[train].reset_index(drop=True), output_dir=checkpoints)
-        shutil.rmtree(directory, ignore_errors=True)  # only once the new model exists: an interrupted fit keeps the old
-        model.save(directory)
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    (directory / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
-    return directory
+        print(f"{task}: the {LABELS[kind]} cross-validation trained for fold {hold_out_fold} is reused ({kept})")
+        return
+    checkpoints = directory.with_name(directory.name + "_ckpt")  # only needed to resume this training
+    model = RelevanceModel(kind, task, profile)
+    model.fit(df[train].reset_index(drop=True), output_dir=checkpoints)
+    shutil.rmtree(directory, ignore_errors=True)  # only once the new model exists: an interrupted fit keeps the old
+    model.save(directory)
+    shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 def write_holdout_file(df: pd.DataFrame, folds: np.ndarray, fold: int, path: Path) -> tuple[Path, Path]:

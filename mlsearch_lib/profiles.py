@@ -186,7 +186,7 @@ class AblationConfig(_Strict):
     always: list[Flag] = Field(default_factory=list)  # components on in every arm (e.g. icl, cot for an LLM)
     qr_action: Literal["drop", "down-weight"] = "down-weight"  # what the QR flag does to flagged rows
     # Table 3: backbones compared with the profile's prompt; causal LMs beyond ``llm.model`` by label
-    backbones: list[Literal["all_yes", Backbone]] = Field(default_factory=lambda: ["all_yes", "tfidf", "bi_encoder", "hybrid", "encoder", "llm"])
+    backbones: list[Literal["all_yes", Backbone]] = Field(default_factory=lambda: ["all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "encoder", "llm"])
     llm_models: dict[str, str] = Field(default_factory=dict)
     # a stratified sample of the prepared rows (every arm uses the same); None = all rows
     max_rows: dict[Literal["QC", "QI"], int | None] = Field(default_factory=lambda: {"QC": None, "QI": None})
@@ -197,6 +197,9 @@ class Profile(_Strict):
     seed: int = 13
     backbone: Backbone = "encoder"  # the main model: notebook 05 predicts with it
     compare: list[Backbone] = Field(default_factory=list)  # also trained and reported in 04
+    # a second model whose logit joins the main model's in one logistic regression: 04 reports the
+    # stack, 05 tunes thresholds on it and submits it (mlsearch_lib/stacking.py); None = the main model alone
+    stack_with: Backbone | None = None
     tasks: list[Literal["QC", "QI"]] = Field(default_factory=lambda: ["QC", "QI"])
     data: DataConfig = Field(default_factory=DataConfig)
     prompt: PromptConfig = Field(default_factory=PromptConfig)

@@ -123,6 +123,17 @@ class RelevanceModel:
         return model
 
 
+def load_model(directory: Path) -> Any:
+    """A saved model of any kind: a :class:`RelevanceModel`, or a stack of them
+    (:class:`~mlsearch_lib.stacking.StackedModel`); both have ``task`` and ``predict_proba(df)``."""
+    meta_path = Path(directory) / "mlsearch_model.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("kind") == "stacked":
+        from .stacking import StackedModel
+
+        return StackedModel.load(directory)
+    return RelevanceModel.load(directory)
+
+
 def distill_targets(df: pd.DataFrame, task: str, profile: Profile, weights: np.ndarray | None = None,
                     cache_dir: Path | None = None) -> np.ndarray:
     """Soft training targets for the cross-encoder: each row's label mixed with its teacher's p(yes).

@@ -111,7 +111,7 @@ def test_the_held_out_final_model_is_the_one_cross_validation_kept(isolated_outp
     from mlsearch_lib.thresholds import Thresholds
 
     df, folds = qc
-    prof = load_profile("tiny")
+    prof = load_profile("tiny", {"stack_with": None})
     p = experiments.out_of_fold("QC", prof, df, folds, ["encoder"])["encoder"]
     held_out = df[folds == experiments.HOLDOUT_FOLD].reset_index(drop=True)
     real_fit = relevance.RelevanceModel.fit
@@ -172,3 +172,47 @@ def test_a_resumed_distilling_fit_reuses_its_teachers_folds(qc, monkeypatch, tmp
     monkeypatch.setattr(relevance.RelevanceModel, "fit", no_training)
     again = relevance.distill_targets(df, "QC", prof, cache_dir=tmp_path / "ckpt" / "teacher")
     np.testing.assert_array_equal(again, seen["targets"])
+
+
+def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_scores_give(isolated_outputs, qc):
+    from scipy.special import expit, logit
+    from sklearn.linear_model import LogisticRegression
+
+    from mlsearch_lib import experiments
+    from mlsearch_lib.__main__ import predict_file
+    from mlsearch_lib.stacking import StackedModel
+    from mlsearch_lib.thresholds import Thresholds
+
+    df, folds = qc
+    prof = load_profile("tiny", {"backbone": "tfidf", "stack_with": "bi_encoder"})
+    assert experiments.submitted_kind(prof) == "stacked"
+    oofs = experiments.out_of_fold("QC", prof, df, folds, ["tfidf", "bi_encoder"])
+    directory = experiments.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
+    stack = relevance.load_model(directory)
+    assert isinstance(stack, StackedModel) and list(stack.parts) == ["bi_encoder", "tfidf"]
+    assert not directory.with_name("QC.partial").exists() and (directory / "thresholds.json").is_file()
+    # the weights: a logistic regression on the parts' out-of-fold logits of the training rows
+    train, held = folds != experiments.HOLDOUT_FOLD, folds == experiments.HOLDOUT_FOLD
+    x = np.column_stack([logit(np.clip(oofs[k], 1e-6, 1 - 1e-6)) for k in ("bi_encoder", "tfidf")])
+    ref = LogisticRegression().fit(x[train], df["label"].to_numpy()[train])
+    np.testing.assert_allclose(stack.coef, ref.coef_[0])
+    assert stack.intercept == pytest.approx(ref.intercept_[0])
+    # each part is the model trained on the other folds: the held-out p(yes) follow from theirs
+    held_out = df[held].reset_index(drop=True)
+    parts = np.column_stack([logit(np.clip(oofs[k][held], 1e-6, 1 - 1e-6)) for k in ("bi_encoder", "tfidf")])
+    expected = expit(parts @ ref.coef_[0] + ref.intercept_[0])
+    np.testing.assert_allclose(stack.predict_proba(held_out), expected, atol=1e-6)
+    # and the prediction CLI reads the stack like any model
+    src, _ = experiments.write_holdout_file(df, folds, experiments.HOLDOUT_FOLD, isolated_outputs / "held.txt")
+    out = predict_file("QC", directory, src, isolated_outputs / "pred.jsonl")
+    np.testing.assert_allclose(out["p_yes"], expected, atol=1e-6)
+
+
+def test_a_stack_without_its_parts_is_refused(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from mlsearch_lib.stacking import save_stack
+
+    stacker = LogisticRegression().fit(np.array([[0.0, 1.0], [1.0, 0.0]]), [0, 1])
+    with pytest.raises(FileNotFoundError, match="no saved part for hybrid_nl, encoder"):
+        save_stack(tmp_path, "QC", ["hybrid_nl", "encoder"], stacker)

@@ -80,7 +80,8 @@ def test_tfidf_reference_learns_lexical_overlap():
 def test_stacking_two_models_that_err_on_different_rows_beats_either_and_ignores_noise():
     from sklearn.metrics import roc_auc_score
 
-    from mlsearch_lib.experiments import results_table, stacked_oof
+    from mlsearch_lib.experiments import results_table
+    from mlsearch_lib.stacking import stacked_oof
 
     rng = np.random.default_rng(0)
     n = 3000

@@ -41,12 +41,35 @@ def auc_delta_interval(y: np.ndarray, p: np.ndarray, ref: np.ndarray, groups: np
     groups = np.arange(len(y)) if groups is None else pd.factorize(np.asarray(groups))[0]
     n = int(groups.max()) + 1
     rng = np.random.default_rng(seed)
+    auc_p, auc_ref = _WeightedAUC(y, p), _WeightedAUC(y, ref)
     boots = np.empty(n_boot)
     for b in range(n_boot):
         w = np.bincount(rng.integers(0, n, n), minlength=n)[groups]
-        boots[b] = roc_auc_score(y, p, sample_weight=w) - roc_auc_score(y, ref, sample_weight=w)
+        boots[b] = auc_p(w) - auc_ref(w)
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return float(roc_auc_score(y, p) - roc_auc_score(y, ref)), float(lo), float(hi)
+
+
+class _WeightedAUC:
+    """ROC-AUC of fixed scores under many row weightings (a bootstrap's resample counts).
+
+    The scores are ranked once; each weighting then costs two ``bincount`` and a ``cumsum``
+    (Mann-Whitney with ties counted half, which is what ``roc_auc_score`` computes), about 10x
+    faster than calling it per resample on ~20k rows.
+    """
+
+    def __init__(self, y: np.ndarray, p: np.ndarray):
+        self.level = np.unique(np.asarray(p, dtype=float), return_inverse=True)[1]
+        self.pos = np.asarray(y).astype(bool)
+        self.m = int(self.level.max()) + 1 if len(self.level) else 0
+
+    def __call__(self, w: np.ndarray) -> float:
+        w = np.asarray(w, dtype=float)
+        wp = np.bincount(self.level, weights=np.where(self.pos, w, 0.0), minlength=self.m)
+        wn = np.bincount(self.level, weights=np.where(self.pos, 0.0, w), minlength=self.m)
+        below = np.cumsum(wn) - wn  # negative weight strictly below each score level
+        total = wp.sum() * wn.sum()
+        return float((wp * (below + 0.5 * wn)).sum() / total) if total > 0 else float("nan")
 
 
 def all_yes_f1(y: np.ndarray) -> float:

@@ -8,7 +8,9 @@ import pytest
 
 from mlsearch_lib.data import normalize_text, read_task_file
 from mlsearch_lib.folds import grouped_folds, trainable
-from mlsearch_lib.metrics import all_yes_f1, auc_delta_interval, by_language, scores
+from sklearn.metrics import roc_auc_score
+
+from mlsearch_lib.metrics import _WeightedAUC, all_yes_f1, auc_delta_interval, by_language, scores
 from mlsearch_lib.reference import TfidfPair
 from mlsearch_lib.thresholds import Thresholds, best_f1_threshold
 
@@ -124,6 +126,17 @@ def test_the_stacked_table_gives_the_gain_over_its_base_and_over_tfidf():
     assert table.loc[name, "Δroc_auc vs TF-IDF"] == pytest.approx(auc[name] - auc["tfidf"])
     assert table.loc["TF-IDF + frozen e5 + LR", "Δroc_auc vs TF-IDF"] == pytest.approx(auc["hybrid"] - auc["tfidf"])
     assert table.loc[name, "Δroc_auc 95% lo vs TF-IDF"] > table.loc[name, "Δroc_auc 95% lo"] > 0
+
+
+def test_weighted_auc_of_a_resample_equals_sklearns_ties_and_zero_weights_included():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500)
+    p = np.round(y * 0.3 + rng.random(500), 1)  # coarse scores: many ties, across classes too
+    auc = _WeightedAUC(y, p)
+    for _ in range(5):
+        w = rng.integers(0, 4, 500)  # bootstrap counts: some rows drawn 0 times
+        assert auc(w) == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-12)
+    assert np.isnan(auc(np.where(y == 1, 1, 0)))  # no negative drawn: undefined, as sklearn says
 
 
 def test_auc_delta_interval_covers_the_gain_and_widens_when_rows_come_in_query_groups():

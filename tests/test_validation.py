@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from mlsearch_lib.data import normalize_text, read_task_file
 from mlsearch_lib.folds import grouped_folds, trainable
-from sklearn.metrics import roc_auc_score
-
 from mlsearch_lib.metrics import _WeightedAUC, all_yes_f1, auc_delta_interval, by_language, scores
 from mlsearch_lib.reference import TfidfPair
 from mlsearch_lib.thresholds import Thresholds, best_f1_threshold

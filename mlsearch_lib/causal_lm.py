@@ -229,12 +229,15 @@ class CausalLMScorer:
 
         Going through ``forward`` (not the decoder inside it, as :meth:`answer_logits` does) keeps
         DDP's gradient hooks and FSDP's parameter gathering in the loop and applies a LoRA on
-        ``lm_head``; ``logits_to_keep`` projects only each row's last real position.
+        ``lm_head``. ``logits_to_keep`` projects only the rows' last real positions: a 1-D tensor
+        keeps those positions in every row (b x b of them, read on the diagonal), which every
+        transformers 5.x reads alike; a per-row ``(b, 1)`` tensor is per-row positions only in
+        recent releases (5.25 here), while 5.17 (the H200's) indexed it as shared positions.
         """
         last = attention_mask.sum(dim=1) - 1
-        out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=last[:, None],
-                    use_cache=False)
-        return out.logits[:, -1, list(self.answer_ids)].float()
+        out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=last, use_cache=False)
+        rows = torch.arange(len(last), device=out.logits.device)
+        return out.logits[rows, rows][:, list(self.answer_ids)].float()
 
     # -- training -----------------------------------------------------------------------------
     def _wrap_lora(self) -> None:

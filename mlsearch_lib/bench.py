@@ -10,10 +10,11 @@ and batch size. Writes ``reports/bench/scoring.md`` (+ ``scoring.json``) and
 ``python -m mlsearch_lib.bench encoder [--rows 512]`` times the cross-encoder's top-stack training
 and scoring in fp32 and in bf16 autocast (``encoder.bf16``) side by side: ``reports/bench/encoder.md``.
 
-``python -m mlsearch_lib.bench gpu [--model ID] [--rows 512]`` (a CUDA machine with the optional
-gpu extra only; elsewhere it exits with a message and writes nothing) measures vLLM p(yes) with
-prefix caching off and on, the seed's sampled generation, and LoRA training tokens/s, and writes
-``reports/bench/gpu.md`` naming the device.
+``python -m mlsearch_lib.bench gpu [--model ID] [--rows 512] [--random-weights --tokenizer DIR]``
+(a CUDA machine only; elsewhere it exits with a message and writes nothing): the same three ways
+and vLLM's (when the optional gpu extra is installed) on the GPU profile's model, LoRA training
+throughput, and training's peak memory against the memory plan: :mod:`mlsearch_lib.bench_gpu`,
+``reports/bench/gpu.md``.
 
 Achieved GFLOP/s use the usual estimate 2 x non-embedding parameters x tokens processed
 (padding included, attention's own FLOPs ignored; generation adds the full-vocabulary
@@ -107,7 +108,8 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def _fit_throughput(model: Any, inputs: list, labels: np.ndarray, steps: int, batch_size: int) -> dict[str, float]:
     """Rows/s and tokens/s of ``steps`` optimiser steps after one warm-up step (Trainer start-up included)."""
     n = min(len(inputs), steps * batch_size)
-    cfg, model.cfg = model.cfg, model.cfg.model_copy(update={"batch_size": batch_size})
+    update = {"batch_size": batch_size} | ({"grad_accum": 1} if hasattr(model.cfg, "grad_accum") else {})
+    cfg, model.cfg = model.cfg, model.cfg.model_copy(update=update)  # one batch per step: rows = steps x batch
     try:
         model.fit(inputs[:batch_size], labels[:batch_size], max_steps=1)  # warm-up: first-step allocations
         log, secs = _timed(lambda: model.fit(inputs[:n], labels[:n], max_steps=steps))
@@ -431,151 +433,6 @@ def write_encoder_report(res: dict[str, Any]) -> str:
     return text
 
 
-# ------------------------------------------------------------------------------- GPU (vLLM)
-
-
-def gpu_unavailable() -> str | None:
-    """Why ``bench gpu`` cannot run here (``None`` when it can): it needs CUDA and vllm."""
-    import importlib.util
-
-    from .vllm_backend import GPU_EXTRA
-
-    if not torch.cuda.is_available():
-        return ("no CUDA device: `bench gpu` measures vLLM scoring and GPU training and runs only on a "
-                "CUDA machine with the optional gpu extra; nothing was measured or written")
-    if importlib.util.find_spec("vllm") is None:
-        return f"{GPU_EXTRA}; nothing was measured or written"
-    return None
-
-
-def _shutdown_vllm(llm: Any) -> None:
-    """Best effort: vLLM V1 runs its engine core in a child process that holds the GPU memory."""
-    shutdown = getattr(getattr(getattr(llm, "llm_engine", None), "engine_core", None), "shutdown", None)
-    if callable(shutdown):
-        shutdown()
-
-
-def _free_cuda() -> None:
-    import gc
-
-    gc.collect()
-    torch.cuda.empty_cache()
-
-
-def run_gpu(profile: str = "gpu", model: str | None = None, rows: int = 512, quick: bool = False,
-            tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.45) -> dict[str, Any]:
-    """Rows/s on one CUDA machine, same rows and model for every method:
-
-    (a) the seed's sampled generation (transformers ``generate``, temperature 0.15, 5 tokens),
-    (b) transformers one-pass p(yes) with the shared-prefix KV cache, (c) vLLM p(yes) with prefix
-    caching off and (d) on (one warm-up pass on other rows first, for both), (e) the seed's
-    sampled generation on vLLM; then LoRA training tokens/s with the profile's settings.
-    """
-    from .causal_lm import CausalLMScorer
-    from .data import read_task_file
-    from .profiles import load_profile
-    from .vllm_backend import VLLMGenerator, VLLMScorer, make_llm
-
-    prof = load_profile(profile)
-    cfg = prof.llm
-    if model:
-        cfg = cfg.model_copy(update={"model": model})
-    rows = min(rows, 32) if quick else rows
-    torch.manual_seed(SEED)
-    df_all = read_task_file(data_file("QC/train_QC.txt"), task="QC")
-    df, builder, warm = bench_inputs(df_all, rows, prof.prompt, extra=16)
-    labels = df["label"].to_numpy().astype(int)
-    prompts, warm_prompts = builder.prompts(df), builder.prompts(warm)
-    res: dict[str, Any] = {"profile": profile, "model": cfg.model, "rows": len(df), "quick": quick,
-                           "tensor_parallel_size": tensor_parallel_size, "methods": {}}
-
-    def record(name: str, secs: float, p: np.ndarray | None = None, extra: dict | None = None) -> None:
-        res["methods"][name] = {"seconds": secs, "rows_per_s": len(df) / secs,
-                                "auc": None if p is None else _auc(labels, p), **(extra or {})}
-        print(f"  {name}: {len(df) / secs:.1f} rows/s", flush=True)
-
-    hf, load_s = _timed(lambda: CausalLMScorer(cfg, SEED))
-    res["hf_load_s"] = load_s
-    ids = [pre + body for pre, body in hf._encode(prompts)]
-    warm_ids = [pre + body for pre, body in hf._encode(warm_prompts)]
-    res["prefix_tokens"] = len(hf._prefix(prompts[0].prefix))
-    res["mean_prompt_tokens"] = float(np.mean([len(x) for x in ids]))
-    hf.generate_answers(warm_prompts[:4], max_new_tokens=5, temperature=0.15, progress=False)  # warm-up
-    answers, secs = _timed(lambda: hf.generate_answers(prompts, max_new_tokens=5, temperature=0.15, progress=False))
-    record("(a) sampled generation, transformers", secs,
-           np.array([a.strip() == "yes" for a in answers], dtype=float))
-    hf.predict_proba(warm_prompts, progress=False, engine="transformers")
-    p_hf, secs = _timed(lambda: hf.predict_proba(prompts, progress=False, engine="transformers"))
-    record("(b) one pass p(yes) + prefix KV cache, transformers", secs, p_hf)
-    steps = 2 if quick else 10
-    train = _fit_throughput(hf, prompts, labels, steps, cfg.batch_size)
-    res["training"] = {**train, "grad_accum": 1, "cutoff_len": cfg.cutoff_len,
-                       "gradient_checkpointing": cfg.gradient_checkpointing,
-                       "peak_memory_gib": torch.cuda.max_memory_allocated() / 1024 ** 3}
-    print(f"  training: {train['tokens_per_s']:.0f} tokens/s", flush=True)
-    hf = None  # the vLLM engines below get the memory
-    _free_cuda()
-
-    for caching in (False, True):
-        llm = make_llm(cfg.model, tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=caching,
-                       dtype="bfloat16" if cfg.bf16 else "float32", gpu_memory_utilization=gpu_memory_utilization,
-                       max_model_len=cfg.cutoff_len + 8)
-        scorer = VLLMScorer(cfg.model, cutoff_len=cfg.cutoff_len, llm=llm)
-        scorer.score_token_ids(warm_ids)
-        p, secs = _timed(lambda: scorer.score_token_ids(ids))
-        record(f"({'d' if caching else 'c'}) one token p(yes), vLLM, prefix caching {'on' if caching else 'off'}",
-               secs, p, {"max_abs_diff_vs_b": float(np.abs(p - p_hf).max())})
-        if caching:
-            gen = VLLMGenerator(cfg.model, llm=llm)
-            params = argparse.Namespace(max_new_tokens=5, temperature=0.15, top_p=1.0, seed=SEED)
-            texts, secs = _timed(lambda: gen.generate([x.text for x in prompts], params))
-            record("(e) sampled generation, vLLM (prefix caching on)", secs,
-                   np.array([x.strip() == "yes" for x in texts], dtype=float))
-        _shutdown_vllm(llm)
-        llm = scorer = gen = None
-        _free_cuda()
-    return res
-
-
-def gpu_markdown(res: dict[str, Any]) -> str:
-    base = res["methods"]["(a) sampled generation, transformers"]["rows_per_s"]
-    lines = ["| method | rows/s | vs (a) | ROC-AUC (zero-shot) | max abs p diff vs (b) |", "|---|---:|---:|---:|---:|"]
-    for name, m in res["methods"].items():
-        auc = "—" if m["auc"] is None or np.isnan(m["auc"]) else f"{m['auc']:.3f}"
-        diff = f"{m['max_abs_diff_vs_b']:.1e}" if "max_abs_diff_vs_b" in m else ""
-        lines.append(f"| {name} | {m['rows_per_s']:.1f} | {m['rows_per_s'] / base:.1f}x | {auc} | {diff} |")
-    t = res["training"]
-    lines += ["", "| training (LoRA, profile settings) | per-device batch | cutoff | rows/s | tokens/s | peak GiB |",
-              "|---|---:|---:|---:|---:|---:|",
-              f"| {res['model']} | {t['batch_size']} | {t['cutoff_len']} | {t['rows_per_s']:.2f} | "
-              f"{t['tokens_per_s']:.0f} | {t['peak_memory_gib']:.1f} |"]
-    return "\n".join(lines)
-
-
-def write_gpu_report(res: dict[str, Any]) -> str:
-    import importlib.metadata
-
-    n = torch.cuda.device_count()
-    device = f"{n} x {torch.cuda.get_device_name(0)}" if n > 1 else torch.cuda.get_device_name(0)
-    head = [
-        "# GPU throughput: vLLM scoring, the seed's sampled generation, LoRA training",
-        "",
-        f"- date: {dt.date.today().isoformat()}; device: {device} "
-        f"({torch.cuda.get_device_properties(0).total_memory / 1024 ** 3:.0f} GiB); torch {torch.__version__}, "
-        f"vllm {importlib.metadata.version('vllm')}, tensor parallel {res['tensor_parallel_size']}",
-        f"- model {res['model']} (profile {res['profile']} settings); {res['rows']} QC training rows (seeded sample)"
-        f"{' — quick run' if res['quick'] else ''}; shared prefix {res['prefix_tokens']} tokens, prompts "
-        f"{res['mean_prompt_tokens']:.0f} tokens on average",
-        "",
-        "",
-    ]
-    text = "\n".join(head) + gpu_markdown(res) + "\n"
-    out = ensure(reports_dir() / "bench")
-    (out / "gpu.md").write_text(text, encoding="utf-8")
-    (out / "gpu.json").write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
-    return text
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlsearch_lib.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -587,21 +444,26 @@ def main(argv: list[str] | None = None) -> None:
     en.add_argument("--rows", type=int, default=512)
     en.add_argument("--steps", type=int, default=20)
     en.add_argument("--quick", action="store_true")
-    gp = sub.add_parser("gpu", help="vLLM scoring (prefix cache on/off), sampled generation, training; CUDA + vllm")
+    gp = sub.add_parser("gpu", help="GPU scoring (and vLLM's, when installed), LoRA training, memory vs plan; CUDA")
     gp.add_argument("--profile", default="gpu", help="llm settings to use (default: gpu)")
-    gp.add_argument("--model", help="another model than the profile's, e.g. google/gemma-3-270m")
+    gp.add_argument("--model", help="another model than the profile's: a hub id or a local directory")
     gp.add_argument("--rows", type=int, default=512)
     gp.add_argument("--quick", action="store_true")
+    gp.add_argument("--random-weights", action="store_true",
+                    help="the architecture with random weights: timings and memory only (no ROC-AUC)")
+    gp.add_argument("--tokenizer", help="with --random-weights: a folder of tokenizer files for the model")
     gp.add_argument("--tensor-parallel-size", type=int, default=1)
     gp.add_argument("--gpu-memory-utilization", type=float, default=0.45)
     args = parser.parse_args(argv)
     if args.command == "gpu":
+        from .bench_gpu import gpu_unavailable, run_gpu, write_gpu_report
+
         why = gpu_unavailable()
         if why:
             print(f"bench gpu: {why}", file=sys.stderr)
             sys.exit(2)
         res = run_gpu(args.profile, args.model, args.rows, args.quick, args.tensor_parallel_size,
-                      args.gpu_memory_utilization)
+                      args.gpu_memory_utilization, random_weights=args.random_weights, tokenizer=args.tokenizer)
         print(write_gpu_report(res))
         return
     if args.command == "encoder":

@@ -17,7 +17,7 @@ Design choices, all about skipping work a 2-core CPU cannot afford:
   position (``logits_to_keep``): one vocabulary row per example, small next to the decoder.
 * **Prefix KV cache when scoring.** Prompts are grouped by ``prefix``; each distinct prefix is
   encoded once and its ``DynamicCache`` copied per batch, so only the bodies are run; a batch
-  holds bodies of nearly one length (:data:`PAD_SLACK`), so few pads are run either. Prefix and
+  holds bodies of nearly one length (``llm.pad_slack``), so few pads are run either. Prefix and
   body are tokenised separately everywhere (training, scoring with and without the cache), so the
   token sequences are identical on every path.
 * **Right padding** in training and scoring: a causal model never attends to pads after a real
@@ -59,10 +59,6 @@ log = logging.getLogger(__name__)
 
 #: The text before the answer in every template body; the answer tokens are looked up after it.
 RESPONSE_CUE = "### Response:\n"
-#: Scoring batches pad a row by at most this share of its batch's longest row. On a CPU every
-#: padded token costs a real one; sorting alone left ~12% of the benchmark's (c) body tokens as pads.
-PAD_SLACK = 0.1
-
 
 def two_token_logits(hidden: torch.Tensor, out_weight: torch.Tensor, token_ids: Sequence[int],
                      softcap: float | None = None) -> torch.Tensor:
@@ -142,10 +138,13 @@ class CausalLMScorer:
 
     kind = "llm"
 
-    def __init__(self, cfg: LLMConfig, seed: int):
+    def __init__(self, cfg: LLMConfig, seed: int, random_weights: bool = False):
+        """``random_weights``: build the architecture from ``config.json`` with seeded random
+        weights instead of reading a checkpoint, for throughput and memory measurements of a model
+        whose weights cannot be fetched (``bench gpu --random-weights``); its p(yes) mean nothing."""
         from .models_offline import load_tokenizer, resolve_model
 
-        self.cfg, self.seed = cfg, seed
+        self.cfg, self.seed, self.random_weights = cfg, seed, random_weights
         self.device = default_device()
         path = resolve_model(cfg.model)
         seed_everything(seed)
@@ -160,6 +159,15 @@ class CausalLMScorer:
 
         dtype = torch.bfloat16 if self.cfg.bf16 else torch.float32
         kwargs: dict[str, Any] = {"dtype": dtype}
+        if self.random_weights:
+            if self.cfg.load_in_4bit:
+                raise ValueError("random_weights builds bf16/fp32 weights in place; 4-bit loading quantises "
+                                 "a checkpoint, so it needs real weights")
+            from transformers import AutoConfig
+
+            with torch.device(self.device):  # initialised where they run: 14B params in seconds on a GPU
+                model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), **kwargs)
+            return model.eval()
         if self.cfg.load_in_4bit:  # bitsandbytes (>= 0.48) quantises on CPU as well as CUDA
             from transformers import BitsAndBytesConfig
 
@@ -313,7 +321,7 @@ class CausalLMScorer:
             for i, (pre, _) in enumerate(enc):
                 groups.setdefault(tuple(pre), []).append(i)
             plan = [(pre, [members[j] for j in batch]) for pre, members in groups.items()
-                    for batch in length_batches([len(enc[i][1]) for i in members], bs, PAD_SLACK)]
+                    for batch in length_batches([len(enc[i][1]) for i in members], bs, self.cfg.pad_slack)]
             cache_of: dict[tuple[int, ...], Any] = {}
             for pre, sel in tqdm(plan, desc="LLM scoring (prefix cache)", disable=not progress, unit="batch"):
                 if pre not in cache_of:
@@ -332,7 +340,7 @@ class CausalLMScorer:
                 stats["batches"] += 1
                 stats["tokens"] += body_ids.numel()
         else:
-            batches = length_batches([len(pre) + len(body) for pre, body in enc], bs, PAD_SLACK)
+            batches = length_batches([len(pre) + len(body) for pre, body in enc], bs, self.cfg.pad_slack)
             for sel in tqdm(batches, desc="LLM scoring", disable=not progress, unit="batch"):
                 ids, mask = self._pad([enc[i][0] + enc[i][1] for i in sel])
                 logits = self.answer_logits(self.model, ids, mask)

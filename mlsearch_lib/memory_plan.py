@@ -453,7 +453,8 @@ def report(plans: list[MemoryPlan]) -> str:
         "# Memory plan: GPU memory per device for fine-tuning",
         "",
         "Estimates from `python -m mlsearch_lib.memory_plan` (arithmetic in `mlsearch_lib/memory_plan.py`), not "
-        "measurements: no GPU was available when this table was written. Sequences are counted at the full "
+        "measurements (`python -m mlsearch_lib.bench gpu` measures training's peak beside them: "
+        "`reports/bench/gpu.md`). Sequences are counted at the full "
         "`cutoff_len` (the worst case). \"fits on\" allows 95 % of a card's nominal memory.",
         "",
         markdown(plans),

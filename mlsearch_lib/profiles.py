@@ -121,6 +121,10 @@ class LLMConfig(_Strict):
     gradient_checkpointing: bool = False  # recompute each layer in backward: ~L x less activation memory
     max_train_rows: int | None = None
     score_batch_size: int = 16
+    # scoring batches pad a row by at most this share of its batch's longest row. On a CPU every pad
+    # costs a real token (sorting alone left ~12% of the scoring benchmark's body tokens as pads); on
+    # a GPU each batch's fixed cost dominates short bodies: the gpu profiles take 1.0 (reports/bench/gpu.md)
+    pad_slack: float = Field(0.1, ge=0.0)
     engine: Literal["transformers", "vllm"] = "transformers"  # scoring engine; vllm: the optional gpu extra
     tensor_parallel_size: int = 1  # vllm scoring: GPUs one model is split over
 

@@ -179,7 +179,7 @@ def run_gpu(profile: str = "gpu", model: str | None = None, rows: int = 512, qui
     res["mean_prompt_tokens"] = float(np.mean([len(x) for x in ids]))
 
     def record(name: str, secs: float, p: np.ndarray | None = None, extra: dict | None = None) -> None:
-        tokens = hf.last_score_stats.get("tokens") if extra is None or "tokens" not in extra else extra["tokens"]
+        tokens = (extra or {}).get("tokens", hf.last_score_stats.get("tokens"))
         res["methods"][name] = {
             "seconds": secs, "rows_per_s": len(df) / secs,
             "auc": None if p is None or random_weights else _auc(labels, p),

@@ -65,9 +65,25 @@ def save_table(name: str, df: pd.DataFrame, floatfmt: str = ".4f") -> pd.DataFra
     """Write ``reports/tables/NN_name.csv`` and ``.md``; returns ``df`` so a cell can display it."""
     out = ensure(tables_dir())
     df.to_csv(out / f"{_stem(name)}.csv", index=not isinstance(df.index, pd.RangeIndex))
-    fmts = ["g"] + [floatfmt if pd.api.types.is_float_dtype(t) else "g" for t in df.dtypes]
-    (out / f"{_stem(name)}.md").write_text(df.to_markdown(floatfmt=fmts) + "\n", encoding="utf-8")
+    (out / f"{_stem(name)}.md").write_text(markdown_table(df, floatfmt) + "\n", encoding="utf-8")
     return df
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """``df`` as a markdown table a reader can scan: each index level its own column (not a tuple),
+    column levels joined by a space, and float columns holding whole numbers (counts) without decimals."""
+    flat = df.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [" ".join(str(part) for part in col if str(part)) for col in flat.columns]
+    has_index = not isinstance(flat.index, pd.RangeIndex)
+    if has_index:
+        flat = flat.reset_index()
+    fmts = []
+    for col in flat.columns:
+        values = flat[col]
+        whole = pd.api.types.is_float_dtype(values) and bool((values.dropna() % 1 == 0).all())
+        fmts.append(".0f" if whole else floatfmt if pd.api.types.is_float_dtype(values) else "g")
+    return flat.to_markdown(index=False, floatfmt=fmts)
 
 
 def record_metric(name: str, value: float | int | str) -> None:

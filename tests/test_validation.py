@@ -127,6 +127,35 @@ def test_the_stacked_table_gives_the_gain_over_its_base_and_over_tfidf():
     assert table.loc[name, "Δroc_auc 95% lo vs TF-IDF"] > table.loc[name, "Δroc_auc 95% lo"] > 0
 
 
+def test_per_language_table_has_one_row_per_language_and_model_with_whole_row_counts():
+    from mlsearch_lib.experiments import per_language_table
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"language": rng.choice(["fr", "en", "ko"], 300), "label": rng.integers(0, 2, 300)})
+    good = df["label"] + rng.normal(0, 0.5, 300)
+    oofs = {"tfidf": rng.random(300), "encoder": 1 / (1 + np.exp(-good.to_numpy()))}
+    table = per_language_table(df, oofs, {"tfidf": 0.5, "encoder": 0.4})
+    assert list(table.index) == [(lang, model) for lang in ("en", "fr", "ko", "all")
+                                 for model in ("TF-IDF char n-gram + LR", "e5 cross-encoder")]
+    assert table["rows"].dtype.kind == "i" and table.loc[("all", "e5 cross-encoder"), "rows"] == 300
+    fr = (df["language"] == "fr").to_numpy()
+    assert table.loc[("fr", "e5 cross-encoder"), "roc_auc"] == pytest.approx(roc_auc_score(df["label"][fr], oofs["encoder"][fr]))
+    assert table.loc[("all", "e5 cross-encoder"), "roc_auc"] > table.loc[("all", "TF-IDF char n-gram + LR"), "roc_auc"]
+
+
+def test_markdown_tables_give_index_levels_their_own_columns_and_counts_no_decimals():
+    from mlsearch_lib.outputs import markdown_table
+
+    df = pd.DataFrame({"rows": [12.0, 3.0], "roc_auc": [0.61234, 0.5]},
+                      index=pd.MultiIndex.from_tuples([("QC", "ar"), ("QI", "en")], names=["task", "language"]))
+    lines = markdown_table(df).splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["task", "language", "rows", "roc_auc"]
+    assert [c.strip() for c in lines[2].strip("|").split("|")] == ["QC", "ar", "12", "0.6123"]
+    wide = pd.DataFrame([[1.5, 2.25]], columns=pd.MultiIndex.from_tuples([("chars", "mean"), ("tokens", "mean")]))
+    header = markdown_table(wide).splitlines()[0]
+    assert "chars mean" in header and "tokens mean" in header and "(" not in header
+
+
 def test_weighted_auc_of_a_resample_equals_sklearns_ties_and_zero_weights_included():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 500)

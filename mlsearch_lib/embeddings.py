@@ -24,8 +24,9 @@ from .paths import build_dir, ensure
 from .reference import TfidfPair
 
 #: Part of every cached vector's key (and of the fold caches built on them): bumped when the
-#: way a vector is computed changes. "unpadded": batches of one token length (see ``_encode``).
-EMBEDDING_VERSION = "unpadded"
+#: way a vector is computed changes. "unpadded": batches of one token length; "fixed-rows": and
+#: of one row count (see ``_encode``).
+EMBEDDING_VERSION = "unpadded-fixed-rows"
 
 
 def length_batches(lengths: list[int], size: int, slack: float = 0.0) -> list[list[int]]:
@@ -49,7 +50,7 @@ def length_batches(lengths: list[int], size: int, slack: float = 0.0) -> list[li
 class EmbeddingCache:
     """Mean-pooled, L2-normalised embeddings of texts, remembered on disk by (model, prefix, text)."""
 
-    def __init__(self, model_id: str, max_length: int = 64, batch_size: int = 64, cache_dir: Path | None = None):
+    def __init__(self, model_id: str, max_length: int = 64, batch_size: int = 32, cache_dir: Path | None = None):
         self.model_id, self.max_length, self.batch_size = model_id, max_length, batch_size
         self.cache_dir = ensure(cache_dir or build_dir() / "embeddings" / model_id.replace("/", "--"))
         self._model = self._tok = None
@@ -68,10 +69,15 @@ class EmbeddingCache:
             self._model = AutoModel.from_pretrained(path).eval()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of ``texts``, each independent of which other texts share its batch.
+        """Embeddings of ``texts``, each bitwise independent of which other texts share its batch.
 
-        A cold and a warm cache put different texts together; with padding, their tables would
-        differ downstream. Tested bitwise in ``tests/test_embeddings.py``.
+        A cold and a warm cache put different texts together. Padding changes a row's output in
+        the 7th digit, and so does the batch's row count (the matmul kernels block by rows: on
+        QC queries one in four vectors differed between batches of 64 and of 7), which then moves
+        the frozen-e5 rows' ROC-AUC in the 4th digit. So every batch holds texts of one token
+        length and exactly ``batch_size`` rows, the last text repeated to fill it; at a fixed
+        shape a row's output depends neither on its mates nor on its place. Tested bitwise in
+        ``tests/test_embeddings.py``.
         """
         import torch
 
@@ -81,7 +87,8 @@ class EmbeddingCache:
         result = np.zeros((len(texts), self._model.config.hidden_size), np.float32)
         with torch.inference_mode():
             for sel in tqdm(batches, desc="embedding", leave=False):
-                hidden = self._model(input_ids=torch.tensor([ids[i] for i in sel])).last_hidden_state
+                rows = [ids[i] for i in sel] + [ids[sel[-1]]] * (self.batch_size - len(sel))
+                hidden = self._model(input_ids=torch.tensor(rows)).last_hidden_state[: len(sel)]
                 result[sel] = torch.nn.functional.normalize(hidden.mean(1), dim=-1).numpy()
         return result
 

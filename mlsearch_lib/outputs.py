@@ -75,15 +75,15 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     flat = df.copy()
     if isinstance(flat.columns, pd.MultiIndex):
         flat.columns = [" ".join(str(part) for part in col if str(part)) for col in flat.columns]
-    has_index = not isinstance(flat.index, pd.RangeIndex)
-    if has_index:
-        flat = flat.reset_index()
-    fmts = []
-    for col in flat.columns:
-        values = flat[col]
-        whole = pd.api.types.is_float_dtype(values) and bool((values.dropna() % 1 == 0).all())
-        fmts.append(".0f" if whole else floatfmt if pd.api.types.is_float_dtype(values) else "g")
-    return flat.to_markdown(index=False, floatfmt=fmts)
+    if not isinstance(flat.index, pd.RangeIndex):
+        flat = flat.reset_index(names=[name or "" for name in flat.index.names])
+    return flat.to_markdown(index=False, floatfmt=[_float_format(flat[col], floatfmt) for col in flat.columns])
+
+
+def _float_format(values: pd.Series, floatfmt: str) -> str:
+    if not pd.api.types.is_float_dtype(values):
+        return "g"
+    return ".0f" if bool((values.dropna() % 1 == 0).all()) else floatfmt
 
 
 def record_metric(name: str, value: float | int | str) -> None:

@@ -191,14 +191,12 @@ def stacked_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarra
 def per_language_table(df: pd.DataFrame, oofs: dict[str, np.ndarray], threshold_of: dict[str, float]) -> pd.DataFrame:
     """F1 (at each model's global tuned threshold), ROC-AUC and PR-AUC per language and model: one row
     per (language, model), the models of a language side by side, "all" last."""
-    parts = []
-    for kind, p in oofs.items():
-        t = by_language(df["language"], df["label"].to_numpy(), p, threshold_of.get(kind, 0.5))
-        parts.append(t[["rows", "f1", "roc_auc", "pr_auc"]].assign(model=LABELS.get(kind, kind)))
-    table = pd.concat(parts).rename_axis("language").reset_index()
-    order = {lang: i for i, lang in enumerate(parts[0].index)} if parts else {}
-    table = table.sort_values("language", key=lambda s: s.map(order), kind="stable")
-    return table.astype({"rows": int}).set_index(["language", "model"])
+    y, columns = df["label"].to_numpy(), ["rows", "f1", "roc_auc", "pr_auc"]
+    parts = {LABELS.get(kind, kind): by_language(df["language"], y, p, threshold_of.get(kind, 0.5))[columns]
+             for kind, p in oofs.items()}
+    table = pd.concat(parts, names=["model", "language"]).swaplevel()
+    languages = next(iter(parts.values())).index  # by_language's order: sorted, "all" last
+    return table.loc[[(lang, model) for lang in languages for model in parts]].astype({"rows": int})
 
 
 def unseen_language_table(df: pd.DataFrame, oofs_all: dict[str, np.ndarray], oofs_official: dict[str, np.ndarray],

@@ -188,6 +188,21 @@ def stacked_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarra
     return name, p, table, weights
 
 
+def every_model_stacked(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarray],
+                        kinds: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How far combining can go: ``kinds`` (bar all-"yes") stacked at once, beside TF-IDF and every
+    other entry of ``oofs`` (the submitted stack), with gains over TF-IDF; and the weights.
+
+    A bound on what the book's models hold together, not a model to submit: no single part can
+    gain more over TF-IDF than all of them read by one regression does, up to fold noise.
+    """
+    parts = [k for k in kinds if k != "all_yes"]
+    p, weights = stacking.stacked_oof(df["label"].to_numpy(), folds, {k: oofs[k] for k in parts})
+    others = {k: v for k, v in oofs.items() if k not in kinds}  # the submitted stack, under its label
+    table = results_table(df, folds, {"tfidf": oofs["tfidf"], **others, "every model (stacked)": p})
+    return table, weights.rename(columns=LABELS)
+
+
 def per_language_table(df: pd.DataFrame, oofs: dict[str, np.ndarray], threshold_of: dict[str, float]) -> pd.DataFrame:
     """F1 (at each model's global tuned threshold), ROC-AUC and PR-AUC per language and model: one row
     per (language, model), the models of a language side by side, "all" last."""

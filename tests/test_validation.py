@@ -127,6 +127,28 @@ def test_the_stacked_table_gives_the_gain_over_its_base_and_over_tfidf():
     assert table.loc[name, "Δroc_auc 95% lo vs TF-IDF"] > table.loc[name, "Δroc_auc 95% lo"] > 0
 
 
+def test_every_model_stacked_reads_all_parts_and_keeps_the_submitted_stack_beside_it():
+    from sklearn.metrics import roc_auc_score
+
+    from mlsearch_lib.experiments import every_model_stacked, stacked_table
+
+    rng = np.random.default_rng(4)
+    n = 1500
+    y = rng.integers(0, 2, n)
+    third = rng.integers(0, 3, n)  # each model sees the label on its own third of the rows
+    score = lambda seen: 1 / (1 + np.exp(-(np.where(seen, 2.0 * y - 1, 0.0) + rng.normal(0, 1, n))))  # noqa: E731
+    oofs = {"all_yes": np.ones(n), "tfidf": score(third == 0), "hybrid": score(third == 1), "encoder": score(third == 2)}
+    df, folds = pd.DataFrame({"label": y}), rng.integers(0, 4, n)
+    name, oofs[name], _, _ = stacked_table(df, folds, oofs, "hybrid", "encoder")  # the submitted stack, as in 04
+    table, weights = every_model_stacked(df, folds, oofs, ["all_yes", "tfidf", "hybrid", "encoder"])
+    assert list(table.index) == ["TF-IDF char n-gram + LR", name, "every model (stacked)"]
+    assert list(weights.columns) == ["TF-IDF char n-gram + LR", "TF-IDF + frozen e5 + LR", "e5 cross-encoder"]
+    # the third part adds what the two-part stack lacks
+    assert table.loc["every model (stacked)", "roc_auc"] > table.loc[name, "roc_auc"] + 0.03
+    assert table.loc["every model (stacked)", "Δroc_auc"] == pytest.approx(
+        table.loc["every model (stacked)", "roc_auc"] - roc_auc_score(y, oofs["tfidf"]))
+
+
 def test_per_language_table_has_one_row_per_language_and_model_with_whole_row_counts():
     from mlsearch_lib.experiments import per_language_table
 

@@ -14,7 +14,6 @@ fold: does the cross-encoder's margin over TF-IDF grow with the training rows?
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any, Sequence
@@ -28,6 +27,7 @@ from .folds import query_groups
 from .metrics import auc_delta_interval, scores
 from .outputs import markdown_table
 from .paths import ensure, reports_dir
+from .probe import fold_parser
 from .profiles import Profile, load_profile, parse_sets
 from .relevance import LABELS, RelevanceModel
 
@@ -122,15 +122,10 @@ def write_data_curve(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mlsearch_lib.data_curve", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=["QC", "QI"], default="QC")
-    parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--profile", default="cpu")
+    parser = fold_parser("python -m mlsearch_lib.data_curve", __doc__.split("\n\n")[0])
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     parser.add_argument("--models", nargs="+", help="backbone kinds, the reference first (default: tfidf, "
                         "hybrid_nl and the profile's backbone)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="profile override, e.g. encoder.epochs=3 (repeatable)")
     args = parser.parse_args(argv)
     profile = load_profile(args.profile, parse_sets(args.overrides))
     print(write_data_curve(run_data_curve(args.task, args.fold, profile, args.fractions, args.models)))

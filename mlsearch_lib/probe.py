@@ -102,13 +102,19 @@ def write_index() -> pd.DataFrame:
     return table
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mlsearch_lib.probe", description=__doc__.split("\n\n")[0])
+def fold_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The arguments every one-fold study takes: task, fold, profile and its overrides."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--task", choices=["QC", "QI"], default="QC")
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="profile override, e.g. encoder.epochs=3 (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = fold_parser("python -m mlsearch_lib.probe", __doc__.split("\n\n")[0])
     parser.add_argument("--train-seed", type=int, help="reseed the model only (same data and folds): training noise")
     parser.add_argument("--qr", action="store_true", help="train on quality-refinement weights (TF-IDF stays plain)")
     parser.add_argument("--name", help="report name (default: the overrides joined)")

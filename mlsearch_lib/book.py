@@ -405,10 +405,13 @@ def book_html(profile_name: str, executed: list[Path], meta: dict[str, Any], met
             f"<main>{''.join(sections)}</main></body></html>\n")
 
 
-def render(profile_name: str) -> Path:
+def render(profile_name: str, partial: bool = False) -> Path:
     """Render a run's executed notebooks into one self-contained HTML file (:func:`book_path`;
     figures inlined as base64 PNG), plus one nbconvert page per notebook and an index under
-    ``reports/book/<profile>/``. Returns the book's path."""
+    ``reports/book/<profile>/``. Returns the book's path.
+
+    A run that has not executed every notebook of the book (``--only`` on a fresh checkout) is
+    refused unless ``partial``: a book silently missing sections looks complete."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -417,6 +420,11 @@ def render(profile_name: str) -> Path:
     executed = sorted((run_dir / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if not executed:
         raise SystemExit(f"nothing to render: run `python -m mlsearch_lib.book run --profile {profile_name}` first")
+    missing = [nb.name[:2] for nb in notebooks() if not (run_dir / "notebooks" / nb.name).is_file()]
+    if missing and not partial:
+        raise SystemExit(f"the {name} run has not executed notebook(s) {', '.join(missing)}: run `python -m "
+                         f"mlsearch_lib.book run --profile {profile_name} --only {','.join(missing)}` first, or "
+                         "render --partial to publish the executed ones alone")
     meta, metrics = _read_json(run_dir / "run.json"), _read_json(run_dir / "metrics.json")
     book = book_path(name)
     ensure(book.parent)
@@ -453,12 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--from", dest="start", help="start at this notebook number")
     p_render = sub.add_parser("render", help="render the executed book to one HTML file under reports/")
     p_render.add_argument("--profile", default=DEFAULT_PROFILE)
+    p_render.add_argument("--partial", action="store_true", help="render even if some notebooks were not executed")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
             print(f"run finished: {run(args.profile, args.only, args.start)}")
         else:
-            print(f"rendered: {render(args.profile)}")
+            print(f"rendered: {render(args.profile, args.partial)}")
     except (DataNotFound, ProfileError, NotebookFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if not isinstance(exc, NotebookFailed) else 1

@@ -26,6 +26,10 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 ANSWERS = {1: "yes", 0: "no"}
 #: Row columns filled by notebooks 02/03 (SIT, DG, QT) and the prompt flag that reads each.
 TAG_COLUMNS = {"sit": "sit", "dg_tags": "dg", "dg_desc": "dg", "query_en": "qt"}
+#: The notebook that writes each flag's columns, and the flags whose columns each task's text reads
+#: (a QC item is a category path: SIT and DG describe product titles only).
+TAG_SOURCE = {"sit": "02_tagging", "dg": "03_description_generation", "qt": "03_description_generation"}
+TASK_READS = {"QC": ("qt",), "QI": ("sit", "dg", "qt")}
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,17 @@ class PromptBuilder:
         """Tag columns this configuration reads: they change the model's inputs."""
         return [col for col, flag in TAG_COLUMNS.items() if getattr(self.cfg, flag)]
 
+    def check_columns(self, df: pd.DataFrame) -> None:
+        """Refuse rows that lack every tag column a switched-on flag reads: every row would silently
+        get the untagged text, and an ablation arm would measure nothing (a column present with
+        empty values is fine: rows without a tag)."""
+        for flag in TASK_READS[self.task]:
+            cols = [col for col, f in TAG_COLUMNS.items() if f == flag]
+            if getattr(self.cfg, flag) and not df.columns.intersection(cols).size:
+                raise ValueError(f"prompt.{flag} is on but the {self.task} rows have no {' / '.join(cols)} column: "
+                                 f"notebook {TAG_SOURCE[flag]} writes it (build/<profile>/tags/, attached by "
+                                 "experiments.prepare); run it first, or give predict a file with that field")
+
     # -- components -------------------------------------------------------------------------
     def query_text(self, row: dict[str, Any], neighbours: Sequence[str] = ()) -> str:
         query = row["origin_query"]
@@ -98,6 +113,7 @@ class PromptBuilder:
     def fit(self, train: pd.DataFrame) -> "PromptBuilder":
         """Choose up to two example rows per language and label from ``train`` (a training fold),
         and index its relevant pairs for the neighbour items."""
+        self.check_columns(train)
         self.examples, self.neighbours = {}, None
         if self.cfg.nb:
             yes = train[train["label"] == 1]
@@ -140,10 +156,12 @@ class PromptBuilder:
 
     # -- outputs ----------------------------------------------------------------------------
     def pairs(self, df: pd.DataFrame) -> list[tuple[str, str]]:
+        self.check_columns(df)
         rows, nbs = df.to_dict("records"), self._neighbours_for(df)
         return [(self.query_text(r, nb), self.item_text(r)) for r, nb in zip(rows, nbs)]
 
     def prompts(self, df: pd.DataFrame) -> list[Prompt]:
+        self.check_columns(df)
         t = self.template
         guidelines = "".join(t["guideline"].format(line=g) for g in t["guidelines"][self.task]) if self.cfg.cot else ""
         out = []

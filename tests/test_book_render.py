@@ -8,6 +8,7 @@ missing); without it these tests fail, unless ``MLSEARCH_NO_BROWSER=1`` asks to 
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -112,6 +113,17 @@ FAKE_BOOK = {
 }
 
 
+@contextlib.contextmanager
+def _book_env(root: Path, data: Path):
+    """Data, outputs, build products and notebooks of a fake book under ``root``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLSEARCH_DATA_DIR", str(data))
+        mp.setenv("MLSEARCH_OUTPUT_ROOT", str(root / "out"))
+        mp.setenv("MLSEARCH_BUILD_DIR", str(root / "build"))
+        mp.setattr(book, "NOTEBOOKS_DIR", root / "notebooks")
+        yield
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, synthetic_data) -> Path:
     """The fake book, executed by :func:`book.run` on the tiny profile and rendered."""
@@ -120,11 +132,7 @@ def rendered(tmp_path_factory, synthetic_data) -> Path:
     nb_dir.mkdir()
     for stem, nb in FAKE_BOOK.items():
         nbformat.write(nb, nb_dir / f"{stem}.ipynb")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLSEARCH_DATA_DIR", str(synthetic_data))
-        mp.setenv("MLSEARCH_OUTPUT_ROOT", str(root / "out"))
-        mp.setenv("MLSEARCH_BUILD_DIR", str(root / "build"))
-        mp.setattr(book, "NOTEBOOKS_DIR", nb_dir)
+    with _book_env(root, synthetic_data):
         book.run("tiny", log=lambda *_: None)
         path = book.render("tiny")
         assert path == book.book_path("tiny")
@@ -142,6 +150,22 @@ def test_render_without_a_run_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("MLSEARCH_OUTPUT_ROOT", str(tmp_path / "out"))
     with pytest.raises(SystemExit, match="book run --profile tiny"):
         book.render("tiny")
+
+
+def test_render_refuses_a_run_that_skipped_notebooks_unless_partial(rendered, synthetic_data):
+    root = rendered.parents[4]  # <root>/out/reports/book/tiny/book.html
+    executed = sorted((root / "build" / "tiny" / "notebooks").glob("*.ipynb"))
+    assert len(executed) == len(FAKE_BOOK) >= 2
+    hidden = executed[0].rename(executed[0].with_suffix(".hidden"))  # as if the run had --only the others
+    with _book_env(root, synthetic_data):
+        try:
+            with pytest.raises(SystemExit, match=rf"not executed notebook\(s\) {executed[0].name[:2]}: .*--only"):
+                book.render("tiny")
+            partial = book.render("tiny", partial=True).read_text(encoding="utf-8")
+            assert f'id="nb-{executed[0].stem}"' not in partial and f'id="nb-{executed[1].stem}"' in partial
+        finally:
+            hidden.rename(executed[0])
+            book.render("tiny")  # the module's other tests read the whole book
 
 
 def test_book_is_one_self_contained_file(rendered):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from mlsearch_lib.data import read_task_file
 from mlsearch_lib.profiles import PromptConfig
@@ -65,6 +66,21 @@ def test_qi_slots_and_empty_title():
     assert pb.item_text(empty).startswith("(no title) [ATTR] colour: red [GEN_DESC] A phone case.")
     assert pb.query_text(empty) == "[LANG=pt] tênis masculino – men's sneakers"
     assert "Product:" in pb.prompts(qi.iloc[:1])[0].body
+
+
+def test_a_flag_whose_tag_columns_are_missing_is_refused_not_silently_ignored():
+    qi = read_task_file(__import__("pathlib").Path(__file__).parent / "fixtures" / "qi_multilingual.jsonl")
+    with pytest.raises(ValueError, match=r"prompt.sit is on but the QI rows have no sit column: notebook 02_tagging"):
+        PromptBuilder("QI", PromptConfig(sit=True)).pairs(qi)
+    with pytest.raises(ValueError, match=r"no dg_tags / dg_desc column: notebook 03_description_generation"):
+        PromptBuilder("QI", PromptConfig(dg=True)).fit(qi)
+    with pytest.raises(ValueError, match="prompt.qt is on"):
+        PromptBuilder("QC", PromptConfig(qt=True)).prompts(QC)
+    # present but empty is a row without a tag; QC's category paths never read SIT or DG
+    tagged = PromptBuilder("QI", PromptConfig(sit=True, icl=False)).pairs(qi.assign(sit=""))
+    assert tagged == PromptBuilder("QI", PromptConfig(icl=False)).pairs(qi)
+    assert PromptBuilder("QC", PromptConfig(sit=True, dg=True, icl=False)).pairs(QC) == \
+        PromptBuilder("QC", PromptConfig(icl=False)).pairs(QC)
 
 
 def test_state_round_trip():

@@ -81,6 +81,8 @@ class PromptBuilder:
         get the untagged text, and an ablation arm would measure nothing (a column present with
         empty values is fine: rows without a tag)."""
         for flag in TASK_READS[self.task]:
+            if flag == "qt" and df["language"].eq("en").all():
+                continue  # English queries are never translated (03 writes no QT for the English QI stand-in)
             cols = [col for col, f in TAG_COLUMNS.items() if f == flag]
             if getattr(self.cfg, flag) and not df.columns.intersection(cols).size:
                 raise ValueError(f"prompt.{flag} is on but the {self.task} rows have no {' / '.join(cols)} column: "

@@ -76,6 +76,9 @@ def test_a_flag_whose_tag_columns_are_missing_is_refused_not_silently_ignored():
         PromptBuilder("QI", PromptConfig(dg=True)).fit(qi)
     with pytest.raises(ValueError, match="prompt.qt is on"):
         PromptBuilder("QC", PromptConfig(qt=True)).prompts(QC)
+    english = QC[QC["language"] == "en"]  # nothing to translate, so nothing to require
+    assert PromptBuilder("QC", PromptConfig(qt=True, icl=False)).pairs(english) == \
+        PromptBuilder("QC", PromptConfig(icl=False)).pairs(english)
     # present but empty is a row without a tag; QC's category paths never read SIT or DG
     tagged = PromptBuilder("QI", PromptConfig(sit=True, icl=False)).pairs(qi.assign(sit=""))
     assert tagged == PromptBuilder("QI", PromptConfig(icl=False)).pairs(qi)

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from .hardware import default_device, native_bf16
 from .paths import build_dir, ensure
 from .profiles import GenerationConfig
-from .prompts import load_template
+from .prompts import QT_LANGUAGE, load_template
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ def describe(df: pd.DataFrame, generator: Generator, cfg: GenerationConfig, seed
 def translate(df: pd.DataFrame, generator: Generator, cfg: GenerationConfig, seed: int, cache: GenerationCache,
               progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """QT: ``id, query_en`` for the non-English rows of ``df``, and the call's stats."""
-    rows = df[df["language"] != "en"]
+    rows = df[df["language"] != QT_LANGUAGE]
     texts, stats = generate_cached(generator, translation_prompts(rows, cfg.template), _params(cfg, seed, "qt"), cache,
                                    template=cfg.template + ":qt", batch_size=cfg.batch_size, progress=progress)
     return pd.DataFrame({"id": rows["id"].to_numpy(), "query_en": [parse_translation(t) for t in texts]}), stats

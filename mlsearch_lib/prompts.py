@@ -30,6 +30,8 @@ TAG_COLUMNS = {"sit": "sit", "dg_tags": "dg", "dg_desc": "dg", "query_en": "qt"}
 #: (a QC item is a category path: SIT and DG describe product titles only).
 TAG_SOURCE = {"sit": "02_tagging", "dg": "03_description_generation", "qt": "03_description_generation"}
 TASK_READS = {"QC": ("qt",), "QI": ("sit", "dg", "qt")}
+#: QT translates queries into this language; queries already in it are never translated.
+QT_LANGUAGE = "en"
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ class PromptBuilder:
         get the untagged text, and an ablation arm would measure nothing (a column present with
         empty values is fine: rows without a tag)."""
         for flag in TASK_READS[self.task]:
-            if flag == "qt" and df["language"].eq("en").all():
-                continue  # English queries are never translated (03 writes no QT for the English QI stand-in)
+            if flag == "qt" and df["language"].eq(QT_LANGUAGE).all():
+                continue  # nothing to translate (03 writes no QT for the English QI stand-in)
             cols = [col for col, f in TAG_COLUMNS.items() if f == flag]
             if getattr(self.cfg, flag) and not df.columns.intersection(cols).size:
                 raise ValueError(f"prompt.{flag} is on but the {self.task} rows have no {' / '.join(cols)} column: "
@@ -92,7 +94,7 @@ class PromptBuilder:
     # -- components -------------------------------------------------------------------------
     def query_text(self, row: dict[str, Any], neighbours: Sequence[str] = ()) -> str:
         query = row["origin_query"]
-        if self.cfg.qt and row.get("query_en") and row.get("language") != "en":
+        if self.cfg.qt and row.get("query_en") and row.get("language") != QT_LANGUAGE:
             query = f"{query} – {row['query_en']}"
         if neighbours:
             query = f"{query} [NB] {' ; '.join(neighbours)}"

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import DataFormatError, iter_jsonl, read_task_file
-from .metrics import by_language
+from mlsearch_lib.data.records import DataFormatError, iter_jsonl, read_task_file
+from mlsearch_lib.evaluation.metrics import by_language
 
 
 def predict_file(task: str, model_dir: Path, input_path: Path, output_path: Path,
                  threshold: float | None = None, overwrite: bool = False) -> pd.DataFrame:
-    from .relevance import load_model
-    from .thresholds import Thresholds
+    from mlsearch_lib.evaluation.thresholds import Thresholds
+    from mlsearch_lib.models.loading import load_model
 
     partial = output_path.with_name(output_path.name + ".partial")
     for path in (output_path, partial):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlsearch_lib import ablation, experiments
-from mlsearch_lib.profiles import load_profile
-from mlsearch_lib.prompts import PromptBuilder
+from mlsearch_lib.config.profiles import load_profile
+from mlsearch_lib.evaluation import ablation, experiments
+from mlsearch_lib.features.prompts import PromptBuilder
 
 
 @pytest.fixture()

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from mlsearch_lib import bench, bench_gpu
-from mlsearch_lib.causal_lm import CausalLMScorer
-from mlsearch_lib.memory_plan import KNOWN_MODELS, ModelShape
-from mlsearch_lib.models_offline import resolve_model
-from mlsearch_lib.profiles import LLMConfig
-from mlsearch_lib.prompts import Prompt
+from mlsearch_lib.bench import cli, gpu
+from mlsearch_lib.config.profiles import LLMConfig
+from mlsearch_lib.features.prompts import Prompt
+from mlsearch_lib.models.causal_lm import CausalLMScorer
+from mlsearch_lib.models.model_shapes import KNOWN_MODELS, ModelShape
+from mlsearch_lib.models.offline import resolve_model
 
 Q14 = "Qwen/Qwen2.5-14B-Instruct"
 PROMPTS = [Prompt("Decide.\n\n", f"### Input:\nQuery: {q}\n\n### Response:\n")
@@ -42,20 +42,20 @@ def tiny_arch(tmp_path_factory, tokenizer_dir) -> Path:
     arch = tmp_path_factory.mktemp("tiny_qwen2_config")
     Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                 num_key_value_heads=1, vocab_size=262144, tie_word_embeddings=False).save_pretrained(arch)
-    return bench_gpu.config_only_model(str(arch), tokenizer_dir, tmp_path_factory.mktemp("tiny_qwen2"))
+    return gpu.config_only_model(str(arch), tokenizer_dir, tmp_path_factory.mktemp("tiny_qwen2"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal on a machine without CUDA")
 def test_bench_gpu_without_cuda_exits_with_a_message_and_writes_nothing(isolated_outputs, capsys):
     with pytest.raises(SystemExit) as exc:
-        bench.main(["gpu", "--random-weights", "--tokenizer", "anywhere"])
+        cli.main(["gpu", "--random-weights", "--tokenizer", "anywhere"])
     assert exc.value.code == 2
     assert "no CUDA device" in capsys.readouterr().err
     assert not (isolated_outputs / "out" / "reports" / "bench").exists()
 
 
 def test_the_built_architecture_is_the_plans_model_with_the_tokenizer_and_no_weights(tmp_path, tokenizer_dir):
-    out = bench_gpu.config_only_model(Q14, tokenizer_dir, tmp_path / "q14")
+    out = gpu.config_only_model(Q14, tokenizer_dir, tmp_path / "q14")
     config = json.loads((out / "config.json").read_text())
     assert ModelShape.from_config(config, Q14) == KNOWN_MODELS[Q14]
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -66,10 +66,10 @@ def test_the_built_architecture_is_the_plans_model_with_the_tokenizer_and_no_wei
     assert {f.name for f in tokenizer_dir.iterdir()} <= {f.name for f in out.iterdir()}
     assert not list(out.glob("*.safetensors")) and not list(out.glob("*.bin"))
     with pytest.raises(ValueError, match="no architecture"):
-        bench_gpu.config_only_model("google/gemma-3-270m", tokenizer_dir, tmp_path / "other")
+        gpu.config_only_model("google/gemma-3-270m", tokenizer_dir, tmp_path / "other")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no tokenizer files"):
-        bench_gpu.config_only_model(Q14, tmp_path / "empty", tmp_path / "x")
+        gpu.config_only_model(Q14, tmp_path / "empty", tmp_path / "x")
 
 
 def test_random_weights_are_seeded_and_refuse_4bit(tiny_arch):
@@ -94,8 +94,8 @@ def test_bench_gpu_measures_scoring_training_and_memory_against_the_plan(isolate
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda *a, **k: None)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "stub GPU")
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a, **k: type("P", (), {"total_memory": 2 ** 34}))
-    monkeypatch.setattr(bench_gpu, "matmul_peak_tflops", lambda: 1.0)
-    res = bench_gpu.run_gpu("tiny", str(tiny_arch), rows=8, quick=True, random_weights=True, tokenizer=tokenizer_dir)
+    monkeypatch.setattr(gpu, "matmul_peak_tflops", lambda: 1.0)
+    res = gpu.run_gpu("tiny", str(tiny_arch), rows=8, quick=True, random_weights=True, tokenizer=tokenizer_dir)
     assert [m[:3] for m in res["methods"]] == ["(a)", "(b)", "(c)"]
     assert all(m["auc"] is None and m["rows_per_s"] > 0 for m in res["methods"].values())  # random: no ROC-AUC
     assert res["max_abs_diff_b_c"] < 1e-4  # fp32: the prefix cache changes nothing
@@ -105,7 +105,7 @@ def test_bench_gpu_measures_scoring_training_and_memory_against_the_plan(isolate
     assert all(m["tokens_per_row"] == [255] for m in res["memory"])  # cutoff 256, one position for the answer
     assert res["memory"][1]["plan_activations_gib"] < res["memory"][0]["plan_activations_gib"]
     assert res["memory"][0]["peak_reserved_gib"] == pytest.approx(3.0)
-    text = bench_gpu.write_gpu_report(res)
+    text = gpu.write_gpu_report(res)
     saved = isolated_outputs / "out" / "reports" / "bench"
     assert (saved / "gpu.md").read_text() == text and json.loads((saved / "gpu.json").read_text())["rows"] == 8
     assert "**random weights**" in text and "| (c) one pass p(yes) + prefix KV cache |" in text

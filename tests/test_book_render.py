@@ -21,7 +21,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from mlsearch_lib import book
+from mlsearch_lib.book import render, runner
 
 # Writes what the browser saw into the DOM once the page (and every image) has loaded.
 PROBE = """<script>
@@ -120,36 +120,36 @@ def _book_env(root: Path, data: Path):
         mp.setenv("MLSEARCH_DATA_DIR", str(data))
         mp.setenv("MLSEARCH_OUTPUT_ROOT", str(root / "out"))
         mp.setenv("MLSEARCH_BUILD_DIR", str(root / "build"))
-        mp.setattr(book, "NOTEBOOKS_DIR", root / "notebooks")
+        mp.setattr(runner, "NOTEBOOKS_DIR", root / "notebooks")
         yield
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, synthetic_data) -> Path:
-    """The fake book, executed by :func:`book.run` on the tiny profile and rendered."""
+    """The fake book, executed by :func:`runner.run` on the tiny profile and rendered."""
     root = tmp_path_factory.mktemp("book_render")
     nb_dir = root / "notebooks"
     nb_dir.mkdir()
     for stem, nb in FAKE_BOOK.items():
         nbformat.write(nb, nb_dir / f"{stem}.ipynb")
     with _book_env(root, synthetic_data):
-        book.run("tiny", log=lambda *_: None)
-        path = book.render("tiny")
-        assert path == book.book_path("tiny")
+        runner.run("tiny", log=lambda *_: None)
+        path = render.render("tiny")
+        assert path == render.book_path("tiny")
     return path
 
 
 def test_book_path_default_profile_and_others(monkeypatch, tmp_path):
     monkeypatch.setenv("MLSEARCH_OUTPUT_ROOT", str(tmp_path))
-    assert book.book_path(book.DEFAULT_PROFILE) == tmp_path / "reports" / "book.html"
-    assert book.book_path("tiny") == tmp_path / "reports" / "book" / "tiny" / "book.html"
+    assert render.book_path(render.DEFAULT_PROFILE) == tmp_path / "reports" / "book.html"
+    assert render.book_path("tiny") == tmp_path / "reports" / "book" / "tiny" / "book.html"
 
 
 def test_render_without_a_run_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("MLSEARCH_BUILD_DIR", str(tmp_path / "build"))
     monkeypatch.setenv("MLSEARCH_OUTPUT_ROOT", str(tmp_path / "out"))
     with pytest.raises(SystemExit, match="book run --profile tiny"):
-        book.render("tiny")
+        render.render("tiny")
 
 
 def test_render_refuses_a_run_that_skipped_notebooks_unless_partial(rendered, synthetic_data):
@@ -160,12 +160,12 @@ def test_render_refuses_a_run_that_skipped_notebooks_unless_partial(rendered, sy
     with _book_env(root, synthetic_data):
         try:
             with pytest.raises(SystemExit, match=rf"not executed notebook\(s\) {executed[0].name[:2]}: .*--only"):
-                book.render("tiny")
-            partial = book.render("tiny", partial=True).read_text(encoding="utf-8")
+                render.render("tiny")
+            partial = render.render("tiny", partial=True).read_text(encoding="utf-8")
             assert f'id="nb-{executed[0].stem}"' not in partial and f'id="nb-{executed[1].stem}"' in partial
         finally:
             hidden.rename(executed[0])
-            book.render("tiny")  # the module's other tests read the whole book
+            render.render("tiny")  # the module's other tests read the whole book
 
 
 def test_book_is_one_self_contained_file(rendered):

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlsearch_lib import book
-from mlsearch_lib.profiles import profile_path
+from mlsearch_lib.book import runner
+from mlsearch_lib.config.profiles import profile_path
 
 
 def _book(*args: str) -> subprocess.CompletedProcess:
@@ -21,11 +21,11 @@ def _book(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_select_only_and_from():
-    nbs = book.notebooks()
-    assert [p.name[:2] for p in book.select(nbs, only="0,4")] == ["00", "04"]
-    assert [p.name[:2] for p in book.select(nbs, start="05")] == ["05", "06"]
+    nbs = runner.notebooks()
+    assert [p.name[:2] for p in runner.select(nbs, only="0,4")] == ["00", "04"]
+    assert [p.name[:2] for p in runner.select(nbs, start="05")] == ["05", "06"]
     with pytest.raises(SystemExit, match="99"):
-        book.select(nbs, only="99")
+        runner.select(nbs, only="99")
 
 
 def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
@@ -38,7 +38,7 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     rows = pd.read_csv(out / "reports" / "tables" / "00_rows_per_language.csv", index_col=0)
     assert rows.loc["total", "QC train"] == 300 and rows.loc["total", "QI train"] == 200
     meta = json.loads((build / "run.json").read_text())
-    assert set(meta["notebooks"]) == {p.stem for p in book.notebooks()}
+    assert set(meta["notebooks"]) == {p.stem for p in runner.notebooks()}
     assert all(v["status"] == "ok" for v in meta["notebooks"].values())
     assert len(meta["data_fingerprint"]["QC/train_QC.txt"]) == 64 and meta["code_version"]
     metrics = json.loads((build / "metrics.json").read_text())
@@ -135,7 +135,7 @@ def test_publishing_a_partial_run_keeps_the_other_notebooks(isolated_outputs):
     (build / "run.json").write_text(json.dumps({"code_version": "new", "notebooks": {
         "04_training": {"status": "ok", "seconds": 5.0, "code_version": "new"}}}))
     (build / "metrics.json").write_text(json.dumps({"04_training": {"auc": 0.7}}))
-    book.publish_metadata("tiny")
+    runner.publish_metadata("tiny")
     meta = json.loads((published / "run.json").read_text())
     assert meta["code_version"] == "new" and meta["notebooks"]["00_eda"]["seconds"] == 1.0
     assert meta["notebooks"]["04_training"] == {"status": "ok", "seconds": 5.0, "code_version": "new"}

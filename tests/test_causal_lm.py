@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mlsearch_lib.causal_lm import CausalLMScorer, _run_decoder, two_token_logits
-from mlsearch_lib.profiles import LLMConfig
-from mlsearch_lib.prompts import Prompt
+from mlsearch_lib.config.profiles import LLMConfig
+from mlsearch_lib.features.prompts import Prompt
+from mlsearch_lib.models.answer_head import run_decoder, two_token_logits
+from mlsearch_lib.models.causal_lm import CausalLMScorer
 
 CFG = LLMConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0, batch_size=3, lr=2e-3, warmup_ratio=0.0,
                 cutoff_len=256, score_batch_size=4)
@@ -58,7 +59,7 @@ def test_scoring_is_deterministic(scorer):
 def test_two_token_logits_match_the_full_vocabulary_softmax(scorer):
     ids = torch.tensor([scorer._prefix(PROMPTS[0].prefix) + scorer._encode(PROMPTS[:1])[0][1]])
     with torch.no_grad():
-        hidden, _ = _run_decoder(scorer.model, input_ids=ids, attention_mask=torch.ones_like(ids))
+        hidden, _ = run_decoder(scorer.model, input_ids=ids, attention_mask=torch.ones_like(ids))
         full = scorer.model.lm_head(hidden[:, -1])  # the reference: all 262k logits
         two = two_token_logits(hidden[:, -1], scorer.model.lm_head.weight, scorer.answer_ids)
     torch.testing.assert_close(two, full[:, list(scorer.answer_ids)], atol=1e-4, rtol=1e-5)
@@ -121,7 +122,7 @@ def test_lora_fit_is_deterministic_for_a_seed():
 
 
 def test_weighted_two_class_loss(scorer):
-    from mlsearch_lib.causal_lm import _AnswerTokenTrainer
+    from mlsearch_lib.models.causal_lm import _AnswerTokenTrainer
 
     rows = [{"input_ids": p + b, "labels": int(y), "weight": 1.0} for (p, b), y in zip(scorer._encode(PROMPTS), LABELS)]
     batch = scorer._collate(rows)

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from mlsearch_lib.__main__ import main
-from mlsearch_lib.data import read_task_file
-from mlsearch_lib.profiles import load_profile
-from mlsearch_lib.relevance import RelevanceModel
+from mlsearch_lib.config.profiles import load_profile
+from mlsearch_lib.data.records import read_task_file
+from mlsearch_lib.models.relevance import RelevanceModel
 
 
 @pytest.fixture()

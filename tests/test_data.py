@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlsearch_lib.data import (
+from mlsearch_lib.data.records import (
     DataFormatError,
     fingerprint,
     normalize_text,

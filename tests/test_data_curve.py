@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlsearch_lib.data_curve import main, nested_shares
-from mlsearch_lib.folds import query_groups
-from mlsearch_lib.probe import run_probe
-from mlsearch_lib.profiles import load_profile
+from mlsearch_lib.bench.data_curve import main, nested_shares
+from mlsearch_lib.bench.probe import run_probe
+from mlsearch_lib.config.profiles import load_profile
+from mlsearch_lib.data.folds import query_groups
 
 
 def test_shares_are_nested_whole_queries_of_the_training_rows():

@@ -1,4 +1,4 @@
-"""Distributed training: ``python -m mlsearch_lib.train`` on 2 CPU processes (DDP over gloo,
+"""Distributed training: ``python -m mlsearch_lib.models.train`` on 2 CPU processes (DDP over gloo,
 launched by ``accelerate launch`` with the shipped ``configs/accelerate/ddp.yaml``) must train
 exactly like 1 process with the same global batch: per-device batch b on 2 processes vs 2b on 1.
 
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlsearch_lib.models_offline import resolve_model
+from mlsearch_lib.models.offline import resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 24  # a multiple of the global batch 8: no padded last batch (DDP repeats rows to even it)
@@ -111,10 +111,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(kind, tiny_mode
                MLSEARCH_BUILD_DIR=str(tmp_path / "b"), MLSEARCH_OFFLINE="1", OMP_NUM_THREADS="1",
                TOKENIZERS_PARALLELISM="false", PYTHONHASHSEED="0")
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, "-m", "mlsearch_lib.train", *_train_args(kind, tiny_models[kind], one, 8)], env)
+    _run([sys.executable, "-m", "mlsearch_lib.models.train", *_train_args(kind, tiny_models[kind], one, 8)], env)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
               str(ROOT / "configs/accelerate/ddp.yaml"), "--num_processes", "2", "--main_process_port",
-              str(_free_port()), "-m", "mlsearch_lib.train"]
+              str(_free_port()), "-m", "mlsearch_lib.models.train"]
     proc = _run([*launch, *_train_args(kind, tiny_models[kind], two, 4)], env)
 
     log1 = json.loads((one / "train_log.json").read_text())
@@ -139,7 +139,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(kind, tiny_mode
 
     # only rank 0 saved (and cleaned up its checkpoints)
     out = proc.stdout + proc.stderr
-    assert "[rank 0] INFO mlsearch_lib.train: saved" in out and "[rank 1] INFO mlsearch_lib.train: saved" not in out
+    assert "[rank 0] INFO mlsearch_lib.models.train: saved" in out and "[rank 1] INFO mlsearch_lib.models.train: saved" not in out
     assert "rank 1/2" in out
     assert not (two / "checkpoints").exists()
 
@@ -150,9 +150,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(kind, tiny_mode
 def test_training_logits_through_forward_equal_the_two_row_scoring_logits(tiny_models):
     """Training takes [no, yes] logits from the model's own forward (so DDP/FSDP wrappers see it);
     scoring takes them from two rows of lm_head. Both agree, also with LoRA on lm_head."""
-    from mlsearch_lib.causal_lm import CausalLMScorer, answer_rows
-    from mlsearch_lib.profiles import LLMConfig
-    from mlsearch_lib.prompts import Prompt
+    from mlsearch_lib.config.profiles import LLMConfig
+    from mlsearch_lib.features.prompts import Prompt
+    from mlsearch_lib.models.answer_head import answer_rows
+    from mlsearch_lib.models.causal_lm import CausalLMScorer
 
     targets = ["q_proj", "v_proj", "lm_head"]
     scorer = CausalLMScorer(LLMConfig(model=str(tiny_models["llm"]), lora_r=4, lora_alpha=8, lora_dropout=0.0,
@@ -181,9 +182,9 @@ def test_training_logits_through_forward_equal_the_two_row_scoring_logits(tiny_m
 def test_gradient_accumulation_trains_like_the_full_batch(tiny_models, tmp_path):
     """batch 4 x 2 accumulation steps = batch 8 (the gpu profiles reach their effective batch 8 so):
     same loss curve, same adapter. The loss must be divided by the accumulation steps once."""
-    from mlsearch_lib.causal_lm import CausalLMScorer
-    from mlsearch_lib.profiles import LLMConfig
-    from mlsearch_lib.prompts import Prompt
+    from mlsearch_lib.config.profiles import LLMConfig
+    from mlsearch_lib.features.prompts import Prompt
+    from mlsearch_lib.models.causal_lm import CausalLMScorer
 
     prompts = [Prompt("Decide.\n\n", f"### Input:\nQuery: q{i} {'x ' * (i % 5)}\n\n### Response:\n") for i in range(16)]
     labels = np.array([i % 2 for i in range(16)])

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlsearch_lib.embeddings import EmbeddingCache, HybridPair, length_batches
-from mlsearch_lib.reference import TfidfPair
+from mlsearch_lib.features.embeddings import EmbeddingCache, length_batches
+from mlsearch_lib.models.frozen_e5 import HybridPair
+from mlsearch_lib.models.reference import TfidfPair
 
 MODEL = "intfloat/multilingual-e5-small"
 ROWS = [line.rstrip("\n").split("\t") for line in

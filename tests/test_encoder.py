@@ -12,8 +12,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import qc_pairs  # noqa: E402
 
-from mlsearch_lib.encoder import CrossEncoder, _LengthGrouped, _WeightedTrainer, cap_rows, learning_curve  # noqa: E402
-from mlsearch_lib.profiles import EncoderConfig  # noqa: E402
+from mlsearch_lib.config.profiles import EncoderConfig  # noqa: E402
+from mlsearch_lib.models.encoder import CrossEncoder, _WeightedTrainer  # noqa: E402
+from mlsearch_lib.models.trainer import LengthGrouped, cap_rows, learning_curve  # noqa: E402
 
 CFG = EncoderConfig(max_length=24, batch_size=4, epochs=1, lr=1e-4, warmup_ratio=0.0)
 
@@ -220,7 +221,7 @@ def test_length_grouped_batches_hold_rows_of_similar_length(tmp_path, key):
     rows = [{key: torch.zeros(n, 2) if key == "hidden" else [0] * n} for n in lengths]
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to=[])
     torch.manual_seed(0)
-    order = list(_LengthGrouped(model=torch.nn.Linear(1, 1), args=args, train_dataset=rows)._get_train_sampler())
+    order = list(LengthGrouped(model=torch.nn.Linear(1, 1), args=args, train_dataset=rows)._get_train_sampler())
     assert sorted(order) == list(range(400))  # every row once per epoch
 
     def spread(idx: list[int]) -> float:  # mean (longest - shortest) within a batch of 8
@@ -249,7 +250,8 @@ def test_bf16_trains_and_scores_in_bf16_autocast_with_fp32_weights():
 def test_encoder_benchmark_times_fp32_beside_bf16(tmp_path, monkeypatch, capsys):
     import json
 
-    from mlsearch_lib import bench
+    from mlsearch_lib.bench import cli
+    from mlsearch_lib.config.hardware import describe
 
     monkeypatch.setenv("MLSEARCH_OUTPUT_ROOT", str(tmp_path))
     report = tmp_path / "reports" / "bench" / "encoder.json"
@@ -257,15 +259,15 @@ def test_encoder_benchmark_times_fp32_beside_bf16(tmp_path, monkeypatch, capsys)
     other = {"device": "another CPU, bf16 native", "date": "2026-01-01", "torch": "x", "threads": 2, "rows": 1,
              "steps": 1, "batch_size": 1, "quick": True, "repeats": 1, "runs": [
                  {"top_layers": 1, "precision": "fp32", "train_rows_per_s": 9.0, "score_rows_per_s": 9.0, "p_yes": [0.5]}]}
-    report.write_text(json.dumps([other, {**other, "device": bench.describe()}]))  # this device's stale run
-    bench.main(["encoder", "--quick"])
+    report.write_text(json.dumps([other, {**other, "device": describe()}]))  # this device's stale run
+    cli.main(["encoder", "--quick"])
     text = (tmp_path / "reports" / "bench" / "encoder.md").read_text()
     assert text.strip() in capsys.readouterr().out
     assert "| 1 | fp32 |" in text and "| 1 | bf16 |" in text and "| 1.00x |" in text
     saved = json.loads(report.read_text())
     # one section per device: the other machine's survives, this machine's is replaced, not repeated
-    assert [r["device"] for r in saved] == ["another CPU, bf16 native", bench.describe()]
-    assert "## another CPU, bf16 native" in text and text.count(f"## {bench.describe()}") == 1
+    assert [r["device"] for r in saved] == ["another CPU, bf16 native", describe()]
+    assert "## another CPU, bf16 native" in text and text.count(f"## {describe()}") == 1
     runs = saved[-1]["runs"]
     assert [r["precision"] for r in runs] == ["fp32", "bf16"]
     assert all(r["train_rows_per_s"] > 0 and r["score_rows_per_s"] > 0 and len(r["p_yes"]) == 16 for r in runs)

@@ -13,10 +13,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlsearch_lib.generation import (GenerationCache, GenerationParams, TransformersGenerator, describe,
-                                     generate_cached, parse_description, parse_translation, translate)
-from mlsearch_lib.paths import PROJECT_ROOT
-from mlsearch_lib.profiles import GenerationConfig
+from mlsearch_lib.config.paths import PROJECT_ROOT
+from mlsearch_lib.config.profiles import GenerationConfig
+from mlsearch_lib.features.generation import (
+    GenerationCache,
+    GenerationParams,
+    TransformersGenerator,
+    describe,
+    generate_cached,
+    parse_description,
+    parse_translation,
+    translate,
+)
 
 MODEL = "google/gemma-3-270m"
 
@@ -100,7 +108,7 @@ def test_a_killed_worker_loses_nothing_and_resumes(tmp_path):
     db = tmp_path / "gen.sqlite"
 
     def command(cache: Path) -> list[str]:
-        return [sys.executable, "-m", "mlsearch_lib.generation", "--model", MODEL, "--input", str(src), "--cache",
+        return [sys.executable, "-m", "mlsearch_lib.features.generation", "--model", MODEL, "--input", str(src), "--cache",
                 str(cache), "--batch-size", "2", "--max-new-tokens", "8", "--temperature", "0.7"]
 
     worker = subprocess.Popen(command(db), cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

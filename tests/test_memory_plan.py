@@ -8,8 +8,10 @@ import logging
 import pytest
 import torch
 
-from mlsearch_lib import memory_plan as mp
-from mlsearch_lib.profiles import LLMConfig, load_profile
+from mlsearch_lib.bench import cli, memory_report
+from mlsearch_lib.config.profiles import LLMConfig, load_profile
+from mlsearch_lib.models import memory_plan as mp
+from mlsearch_lib.models.model_shapes import KNOWN_MODELS, ModelShape, model_shape
 
 GIB = 1024 ** 3
 Q14 = "Qwen/Qwen2.5-14B-Instruct"
@@ -24,7 +26,7 @@ Q14_LORA_HEAD = 16 * (5120 + 152064)  # 2,515,584
 
 
 def test_qwen14b_parameters_weights_and_lora_by_hand():
-    shape = mp.model_shape(Q14)
+    shape = model_shape(Q14)
     assert shape.total_params() == Q14_PARAMS
     assert Q14_PARAMS * 2 / GIB == pytest.approx(27.51, abs=0.01)  # the "~27.5 GiB bf16" of 14.8B
     gpu = load_profile("gpu").llm
@@ -43,11 +45,11 @@ def test_shape_from_config_matches_the_table_and_a_real_model():
 
     cfg = {"model_type": "qwen2", "hidden_size": 5120, "num_hidden_layers": 48, "intermediate_size": 13824,
            "vocab_size": 152064, "num_attention_heads": 40, "num_key_value_heads": 8, "tie_word_embeddings": False}
-    assert mp.ModelShape.from_config(cfg, Q14) == mp.KNOWN_MODELS[Q14]
+    assert ModelShape.from_config(cfg, Q14) == KNOWN_MODELS[Q14]
     with torch.device("meta"):  # no memory: just count what transformers builds from that config
         model = AutoModelForCausalLM.from_config(Qwen2Config(**cfg))
     assert sum(p.numel() for p in model.parameters()) == Q14_PARAMS
-    gemma = mp.model_shape("google/gemma-3-270m")  # the offline copy's config.json, else the table
+    gemma = model_shape("google/gemma-3-270m")  # the offline copy's config.json, else the table
     assert (gemma.hidden, gemma.layers, gemma.head_dim, gemma.vocab) == (640, 18, 256, 262144)
     assert gemma.total_params() == pytest.approx(268_098_176, rel=0.001)
 
@@ -58,8 +60,8 @@ def test_activation_arithmetic_by_hand():
     base = 4 * h + 3 * q + 3 * kv + 4 * i  # 94,208 elements a token and layer
     dropout = (5 * h + q + i) * 1.5  # dropped copies (2 bytes) + masks (1 byte)
     factor = 1.10 * (base + dropout) / h
-    assert mp.decoder_activation_factor(mp.model_shape(Q14), 0.05, 2) == pytest.approx(factor)
-    assert mp.decoder_activation_factor(mp.model_shape(Q14), 0.0, 2) == pytest.approx(1.10 * 94_208 / 5120)
+    assert mp.decoder_activation_factor(model_shape(Q14), 0.05, 2) == pytest.approx(factor)
+    assert mp.decoder_activation_factor(model_shape(Q14), 0.0, 2) == pytest.approx(1.10 * 94_208 / 5120)
     plan = mp.plan_llm(gpu, "gpu")
     assert plan.activations == pytest.approx(2 * 1024 * layers * factor * h * 2)
     ckpt = mp.plan_llm(gpu.model_copy(update={"gradient_checkpointing": True}), "gpu")
@@ -68,13 +70,13 @@ def test_activation_arithmetic_by_hand():
     assert fsdp.weights == pytest.approx(Q14_PARAMS * 2 / 4 + 2 * 275_251_200 * 2)
     assert fsdp.optimizer == plan.optimizer / 4 and fsdp.activations == plan.activations
     assert 60 < plan.gib() < 76  # fits an 80 GB card, not a 48 GB one
-    assert mp.fits(plan) == "80 GB"
+    assert memory_report.fits(plan) == "80 GB"
 
 
 def test_4bit_weights_keep_embeddings_and_head_in_fp32():
     qlora = load_profile("gpu-qlora").llm
     plan = mp.plan_llm(qlora, "gpu-qlora")
-    shape = mp.model_shape(Q14)
+    shape = model_shape(Q14)
     linear = 48 * 275_251_200
     assert plan.weights == pytest.approx(linear * 4.5 / 8 + (1_557_135_360 + shape.other_params()) * 4)
     assert plan.gib("weights") == pytest.approx(12.73, abs=0.01)
@@ -83,13 +85,13 @@ def test_4bit_weights_keep_embeddings_and_head_in_fp32():
 
 def test_activation_formula_matches_what_autograd_keeps_on_gemma():
     """Bytes of the tensors saved for backward in one LoRA training forward of gemma-3-270m."""
-    from mlsearch_lib.causal_lm import CausalLMScorer
+    from mlsearch_lib.models.causal_lm import CausalLMScorer
 
     b, s = 2, 32
     scorer = CausalLMScorer(LLMConfig(lora_r=16, lora_alpha=16, lora_dropout=0.05), seed=0)
     scorer._wrap_lora()
     scorer.model.train()
-    shape = mp.model_shape("google/gemma-3-270m")
+    shape = model_shape("google/gemma-3-270m")
     for dropout in (0.05, 0.0):
         if dropout == 0.0:  # the same model without LoRA dropout (one load of gemma, not two)
             for module in scorer.model.modules():
@@ -137,7 +139,7 @@ def test_check_raises_a_clear_error_instead_of_oom(monkeypatch):
 
 def test_check_passes_when_it_fits_and_is_a_logged_no_op_on_cpu(monkeypatch, caplog):
     plan = mp.plan_llm(load_profile("gpu-qlora").llm, "gpu-qlora")
-    with caplog.at_level(logging.INFO, logger="mlsearch_lib.memory_plan"):
+    with caplog.at_level(logging.INFO, logger="mlsearch_lib.models.memory_plan"):
         assert mp.check(plan) is None or torch.cuda.is_available()
     assert torch.cuda.is_available() or "memory plan not checked" in caplog.text
     _FakeCuda(monkeypatch, free_gib=40.0, total_gib=48.0)
@@ -154,7 +156,7 @@ def test_the_hook_names_the_profile(monkeypatch):
 
 def test_table_covers_every_profile_and_is_written(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLSEARCH_OUTPUT_ROOT", str(tmp_path))
-    mp.main([])
+    cli.main(["memory"])
     out = (tmp_path / "reports" / "bench" / "memory_plan.md").read_text()
     assert out.strip() in capsys.readouterr().out
     for name in ("tiny", "cpu", "gpu", "gpu-qlora"):

@@ -6,11 +6,10 @@ import pickle
 
 import numpy as np
 import pytest
-
-from mlsearch_lib import neighbour_labels
-from mlsearch_lib.neighbour_labels import FEATURES, NeighbourLabelPair, neighbour_label_features
-
 from test_embeddings import LABELS, MODEL, PAIRS, build  # noqa: F401  (the fixture)
+
+from mlsearch_lib.models import neighbour_labels
+from mlsearch_lib.models.neighbour_labels import FEATURES, NeighbourLabelPair, neighbour_label_features
 
 
 def _unit(*rows: list[float]) -> np.ndarray:

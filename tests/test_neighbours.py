@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlsearch_lib.neighbours import NeighbourIndex
-from mlsearch_lib.profiles import PromptConfig
-from mlsearch_lib.prompts import PromptBuilder
+from mlsearch_lib.config.profiles import PromptConfig
+from mlsearch_lib.features.neighbours import NeighbourIndex
+from mlsearch_lib.features.prompts import PromptBuilder
 
 #: a 2-d "embedding" per query: its angle sets who is near whom, no model needed
 ANGLES = {"car bumper": 0.0, "bumper": 0.1, "car light": 0.3, "lego": 2.0, "blocks": 2.1, "dress": 4.0,

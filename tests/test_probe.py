@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mlsearch_lib.probe import main
+from mlsearch_lib.bench.probe import main
 
 
 def test_a_probe_scores_the_held_out_fold_while_training_and_reports_tfidf_beside_it(isolated_outputs):

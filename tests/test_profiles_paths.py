@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlsearch_lib import paths
-from mlsearch_lib.profiles import PROFILES_DIR, ProfileError, load_profile, parse_sets
+from mlsearch_lib.config import paths
+from mlsearch_lib.config.profiles import PROFILES_DIR, ProfileError, load_profile, parse_sets
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
@@ -94,7 +94,7 @@ def test_an_explicit_override_beats_the_files_per_task_setting(tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_auto_becomes_what_the_hardware_computes(native, monkeypatch):
-    from mlsearch_lib import hardware
+    from mlsearch_lib.config import hardware
 
     monkeypatch.setattr(hardware, "native_bf16", lambda device_type=None: native)
     cpu = load_profile("cpu", parse_sets(["llm.bf16=auto"]))

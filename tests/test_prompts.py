@@ -3,9 +3,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlsearch_lib.data import read_task_file
-from mlsearch_lib.profiles import PromptConfig
-from mlsearch_lib.prompts import PromptBuilder, hct
+from mlsearch_lib.config.profiles import PromptConfig
+from mlsearch_lib.data.records import read_task_file
+from mlsearch_lib.features.prompts import PromptBuilder, hct
 
 QC = pd.DataFrame([
     {"id": 1, "language": "en", "origin_query": "car bumper", "category_path": "automobiles, parts & accessories,exterior parts,bumpers", "label": 1},
@@ -93,7 +93,7 @@ def test_state_round_trip():
 
 
 def test_the_scoring_benchmark_scores_the_books_prompts_with_examples_from_other_rows():
-    from mlsearch_lib.bench import SEED, bench_inputs
+    from mlsearch_lib.bench.common import SEED, bench_inputs
 
     # every row its own query, so an example's text says which row it came from
     many = pd.concat([QC.assign(id=QC["id"] + 10 * k, origin_query=QC["origin_query"] + f" v{k}")

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlsearch_lib.profiles import RefineConfig
-from mlsearch_lib.refine import apply_action, flag_rows, lexical_similarity, tokens
+from mlsearch_lib.config.profiles import RefineConfig
+from mlsearch_lib.features.refine import apply_action, flag_rows, lexical_similarity, tokens
 
 
 @pytest.mark.parametrize("query, item", [

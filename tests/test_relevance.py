@@ -7,10 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from mlsearch_lib import relevance
-from mlsearch_lib.data import read_task_file
-from mlsearch_lib.folds import grouped_folds
-from mlsearch_lib.profiles import load_profile
+from mlsearch_lib.config.profiles import load_profile
+from mlsearch_lib.data.folds import grouped_folds
+from mlsearch_lib.data.records import read_task_file
+from mlsearch_lib.models import relevance
+from mlsearch_lib.models.loading import load_model
 
 
 @pytest.fixture()
@@ -84,7 +85,7 @@ def test_the_embedding_model_is_part_of_the_frozen_e5_cache_keys(qc):
 
 
 def test_the_prompt_template_is_part_of_the_llm_cache_key(qc, monkeypatch):
-    from mlsearch_lib import prompts
+    from mlsearch_lib.features import prompts
 
     df, folds = qc
     prof, mask = load_profile("tiny"), np.ones(len(df), bool)
@@ -107,8 +108,8 @@ def test_a_per_task_override_reaches_that_tasks_model_and_cache_key_only(qc):
 
 
 def test_the_held_out_final_model_is_the_one_cross_validation_kept(isolated_outputs, qc, monkeypatch):
-    from mlsearch_lib import experiments
-    from mlsearch_lib.thresholds import Thresholds
+    from mlsearch_lib.evaluation import experiments
+    from mlsearch_lib.evaluation.thresholds import Thresholds
 
     df, folds = qc
     prof = load_profile("tiny", {"stack_with": None})
@@ -178,17 +179,17 @@ def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_
     from scipy.special import expit, logit
     from sklearn.linear_model import LogisticRegression
 
-    from mlsearch_lib import experiments
     from mlsearch_lib.__main__ import predict_file
-    from mlsearch_lib.stacking import StackedModel
-    from mlsearch_lib.thresholds import Thresholds
+    from mlsearch_lib.evaluation import experiments
+    from mlsearch_lib.evaluation.thresholds import Thresholds
+    from mlsearch_lib.models.stacking import StackedModel
 
     df, folds = qc
     prof = load_profile("tiny", {"backbone": "tfidf", "stack_with": "bi_encoder"})
     assert experiments.submitted_kind(prof) == "stacked"
     oofs = experiments.out_of_fold("QC", prof, df, folds, ["tfidf", "bi_encoder"])
     directory = experiments.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
-    stack = relevance.load_model(directory)
+    stack = load_model(directory)
     assert isinstance(stack, StackedModel) and list(stack.parts) == ["bi_encoder", "tfidf"]
     assert not directory.with_name("QC.partial").exists() and (directory / "thresholds.json").is_file()
     # the weights: a logistic regression on the parts' out-of-fold logits of the training rows
@@ -211,7 +212,7 @@ def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_
 def test_a_stack_without_its_parts_is_refused(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
-    from mlsearch_lib.stacking import save_stack
+    from mlsearch_lib.models.stacking import save_stack
 
     stacker = LogisticRegression().fit(np.array([[0.0, 1.0], [1.0, 0.0]]), [0, 1])
     with pytest.raises(FileNotFoundError, match="no saved part for hybrid_nl, encoder"):

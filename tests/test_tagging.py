@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlsearch_lib.data import read_task_file
-from mlsearch_lib.tagging import depth_statistics, detect_languages, fill_languages, language_agreement
+from mlsearch_lib.data.records import read_task_file
+from mlsearch_lib.features.tagging import depth_statistics, detect_languages, fill_languages, language_agreement
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mlsearch_lib.data import normalize_text, read_task_file
-from mlsearch_lib.folds import grouped_folds, trainable
-from mlsearch_lib.metrics import _WeightedAUC, all_yes_f1, auc_delta_interval, by_language, scores
-from mlsearch_lib.reference import TfidfPair
-from mlsearch_lib.thresholds import Thresholds, best_f1_threshold
+from mlsearch_lib.data.folds import grouped_folds, trainable
+from mlsearch_lib.data.records import normalize_text, read_task_file
+from mlsearch_lib.evaluation.metrics import _WeightedAUC, all_yes_f1, auc_delta_interval, by_language, scores
+from mlsearch_lib.evaluation.thresholds import Thresholds, best_f1_threshold
+from mlsearch_lib.models.reference import TfidfPair
 
 
 @pytest.fixture()
@@ -81,8 +81,8 @@ def test_tfidf_reference_learns_lexical_overlap():
 def test_stacking_two_models_that_err_on_different_rows_beats_either_and_ignores_noise():
     from sklearn.metrics import roc_auc_score
 
-    from mlsearch_lib.experiments import results_table
-    from mlsearch_lib.stacking import stacked_oof
+    from mlsearch_lib.evaluation.experiments import results_table
+    from mlsearch_lib.models.stacking import stacked_oof
 
     rng = np.random.default_rng(0)
     n = 3000
@@ -108,7 +108,7 @@ def test_stacking_two_models_that_err_on_different_rows_beats_either_and_ignores
 def test_the_stacked_table_gives_the_gain_over_its_base_and_over_tfidf():
     from sklearn.metrics import roc_auc_score
 
-    from mlsearch_lib.experiments import stacked_table
+    from mlsearch_lib.evaluation.experiments import stacked_table
 
     rng = np.random.default_rng(2)
     n = 800
@@ -130,7 +130,7 @@ def test_the_stacked_table_gives_the_gain_over_its_base_and_over_tfidf():
 def test_every_model_stacked_reads_all_parts_and_keeps_the_submitted_stack_beside_it():
     from sklearn.metrics import roc_auc_score
 
-    from mlsearch_lib.experiments import every_model_stacked, stacked_table
+    from mlsearch_lib.evaluation.experiments import every_model_stacked, stacked_table
 
     rng = np.random.default_rng(4)
     n = 1500
@@ -150,7 +150,7 @@ def test_every_model_stacked_reads_all_parts_and_keeps_the_submitted_stack_besid
 
 
 def test_per_language_table_has_one_row_per_language_and_model_with_whole_row_counts():
-    from mlsearch_lib.experiments import per_language_table
+    from mlsearch_lib.evaluation.experiments import per_language_table
 
     rng = np.random.default_rng(3)
     df = pd.DataFrame({"language": rng.choice(["fr", "en", "ko"], 300), "label": rng.integers(0, 2, 300)})
@@ -166,7 +166,7 @@ def test_per_language_table_has_one_row_per_language_and_model_with_whole_row_co
 
 
 def test_markdown_tables_give_index_levels_their_own_columns_and_counts_no_decimals():
-    from mlsearch_lib.outputs import markdown_table
+    from mlsearch_lib.book.outputs import markdown_table
 
     df = pd.DataFrame({"rows": [12.0, 3.0], "roc_auc": [0.61234, 0.5]},
                       index=pd.MultiIndex.from_tuples([("QC", "ar"), ("QI", "en")], names=["task", "language"]))

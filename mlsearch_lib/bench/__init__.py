@@ -1,0 +1,1 @@
+"""Benchmarks and probes: scoring, encoder and GPU throughput, memory reports, probes, the data curve."""

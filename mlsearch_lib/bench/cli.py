@@ -1,0 +1,72 @@
+"""The benchmarks' command line: ``python -m mlsearch_lib.bench scoring|encoder|gpu|memory``.
+
+``scoring`` (:mod:`mlsearch_lib.bench.scoring`): gemma-3-270m's three ways of scoring and the
+e5 cross-encoder, side by side, with training throughput: ``reports/bench/scoring.md``.
+
+``encoder [--rows 512]`` (:mod:`mlsearch_lib.bench.encoder_bf16`): the cross-encoder's top-stack
+training and scoring in fp32 and bf16 autocast: ``reports/bench/encoder.md``.
+
+``gpu [--model ID] [--rows 512] [--random-weights --tokenizer DIR]`` (a CUDA machine only;
+elsewhere it exits with a message and writes nothing): the same three ways and vLLM's (when the
+optional gpu extra is installed) on the GPU profile's model, LoRA training throughput, and
+training's peak memory against the memory plan: :mod:`mlsearch_lib.bench.gpu`, ``reports/bench/gpu.md``.
+
+``memory [--no-write]`` (:mod:`mlsearch_lib.bench.memory_report`): the memory plan of every shipped
+profile, estimated before a weight is loaded: ``reports/bench/memory_plan.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mlsearch_lib.bench.encoder_bf16 import run_encoder, write_encoder_report
+from mlsearch_lib.bench.scoring import run_scoring, write_report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mlsearch_lib.bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sc = sub.add_parser("scoring", help="scoring and training throughput of gemma-3-270m and e5-small")
+    sc.add_argument("--rows", type=int, default=256)
+    sc.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the benchmark)")
+    sc.add_argument("--repeats", type=int, default=2, help="scoring runs per method; the best is kept")
+    en = sub.add_parser("encoder", help="the cross-encoder's top-stack training and scoring, fp32 vs bf16")
+    en.add_argument("--rows", type=int, default=512)
+    en.add_argument("--steps", type=int, default=20)
+    en.add_argument("--quick", action="store_true")
+    gp = sub.add_parser("gpu", help="GPU scoring (and vLLM's, when installed), LoRA training, memory vs plan; CUDA")
+    gp.add_argument("--profile", default="gpu", help="llm settings to use (default: gpu)")
+    gp.add_argument("--model", help="another model than the profile's: a hub id or a local directory")
+    gp.add_argument("--rows", type=int, default=512)
+    gp.add_argument("--quick", action="store_true")
+    gp.add_argument("--random-weights", action="store_true",
+                    help="the architecture with random weights: timings and memory only (no ROC-AUC)")
+    gp.add_argument("--tokenizer", help="with --random-weights: a folder of tokenizer files for the model")
+    gp.add_argument("--tensor-parallel-size", type=int, default=1)
+    gp.add_argument("--gpu-memory-utilization", type=float, default=0.45)
+    mem = sub.add_parser("memory", help="the memory plan of every shipped profile (estimates): reports/bench/memory_plan.md")
+    mem.add_argument("--no-write", action="store_true", help="print the table only")
+    args = parser.parse_args(argv)
+    if args.command == "memory":
+        from mlsearch_lib.bench.memory_report import write_report as write_memory_report
+
+        print(write_memory_report(not args.no_write))
+        return
+    if args.command == "gpu":
+        from mlsearch_lib.bench.gpu import gpu_unavailable, run_gpu, write_gpu_report
+
+        why = gpu_unavailable()
+        if why:
+            print(f"bench gpu: {why}", file=sys.stderr)
+            sys.exit(2)
+        res = run_gpu(args.profile, args.model, args.rows, args.quick, args.tensor_parallel_size,
+                      args.gpu_memory_utilization, random_weights=args.random_weights, tokenizer=args.tokenizer)
+        print(write_gpu_report(res))
+        return
+    if args.command == "encoder":
+        print(write_encoder_report(run_encoder(args.rows, args.steps, quick=args.quick)))
+        return
+    res = run_scoring(args.rows, args.quick, args.repeats)
+    print(write_report(res))
+

@@ -1,0 +1,1 @@
+"""Settings every stage reads: paths, profiles, seeds, the hardware."""

@@ -1,0 +1,96 @@
+"""Every path the book reads or writes, resolved in one place.
+
+Environment variables let tests and users redirect each root without editing code:
+``MLSEARCH_DATA_DIR`` (input data), ``MLSEARCH_OUTPUT_ROOT`` (where ``figures/`` and
+``reports/`` are written), ``MLSEARCH_BUILD_DIR`` (executed notebooks, checkpoints, caches)
+and ``MLSEARCH_MODEL_CACHE`` (converted offline model copies).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+#: Data files shipped with the package: lexicons, QR keywords, the seed's published numbers.
+RESOURCES_DIR = PACKAGE_DIR / "resources"
+#: Prompt templates (YAML), read by the prompt builder and the generators.
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+#: The book: numbered notebooks, run in order by :mod:`mlsearch_lib.book.runner`.
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+
+#: Where the official files go; the message in :class:`DataNotFound` points here.
+DATA_HELP = (
+    "Put the official files (train_QC.txt, train_QI.txt, dev_*.txt, test_*.txt; JSON lines) "
+    "under data/raw/QC/ and data/raw/QI/, or set MLSEARCH_DATA_DIR to a folder holding QC/ and QI/."
+)
+
+
+class DataNotFound(FileNotFoundError):
+    """No data directory could be found; the message says where to put the files."""
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+def data_dir() -> Path:
+    """MLSEARCH_DATA_DIR, else ``data/raw/``, else the public copy at ``../shared/data/``."""
+    env = _env_path("MLSEARCH_DATA_DIR")
+    if env is not None:
+        if not env.is_dir():
+            raise DataNotFound(f"MLSEARCH_DATA_DIR={env} is not a directory. {DATA_HELP}")
+        return env
+    candidates = [PROJECT_ROOT / "data" / "raw", PROJECT_ROOT.parent / "shared" / "data"]
+    for cand in candidates:
+        if cand.is_dir() and any(cand.iterdir()):
+            return cand
+    raise DataNotFound(f"No data found (looked in {', '.join(map(str, candidates))}). {DATA_HELP}")
+
+
+def data_file(relative: str) -> Path:
+    """A file inside :func:`data_dir`; a clear error when it is missing."""
+    path = data_dir() / relative
+    if not path.is_file():
+        raise DataNotFound(f"{path} does not exist. {DATA_HELP}")
+    return path
+
+
+def output_root() -> Path:
+    """Root under which ``figures/`` and ``reports/`` are written (the project by default)."""
+    return _env_path("MLSEARCH_OUTPUT_ROOT") or PROJECT_ROOT
+
+
+def figures_dir() -> Path:
+    return output_root() / "figures"
+
+
+def reports_dir() -> Path:
+    return output_root() / "reports"
+
+
+def tables_dir() -> Path:
+    return reports_dir() / "tables"
+
+
+def build_dir() -> Path:
+    """Build products (executed notebooks, checkpoints, caches); git-ignored."""
+    return _env_path("MLSEARCH_BUILD_DIR") or PROJECT_ROOT / "build"
+
+
+def model_cache_dir() -> Path:
+    """Converted offline copies of hub models (see :mod:`mlsearch_lib.models.offline`)."""
+    return _env_path("MLSEARCH_MODEL_CACHE") or Path.home() / ".cache" / "mlsearch" / "models"
+
+
+def refine_dir() -> Path:
+    """Refined training sets written by notebook 01."""
+    return output_root() / "data" / "refine"
+
+
+def ensure(path: Path) -> Path:
+    """Create ``path`` (a directory) if needed and return it."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""Stage 1, data: reading and validating task files, EDA statistics, query-grouped folds."""

@@ -1,0 +1,216 @@
+"""Read QC / QI files in the official schema (JSON lines or CSV) into a typed frame.
+
+The official files are JSON lines with ``id, language, origin_query`` and ``category_path``
+(QC) or ``item_title`` (QI), plus ``label`` where labelled. Bad input stops with an error that
+names the file, the line and the field; an empty ``item_title`` (453 rows in the official QI
+train) is kept and flagged, never dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal
+
+import numpy as np
+import pandas as pd
+
+Task = Literal["QC", "QI"]
+
+#: The field each task compares the query with.
+ITEM_FIELD: dict[str, str] = {"QC": "category_path", "QI": "item_title"}
+REQUIRED = ("id", "language", "origin_query")
+
+
+class DataFormatError(ValueError):
+    """A row of an input file is malformed; the message is ``file:line: field 'x': why``."""
+
+    def __init__(self, path: Path | str, line: int, field: str | None, why: str):
+        where = f"{path}:{line}" + (f": field '{field}'" if field else "")
+        super().__init__(f"{where}: {why}")
+        self.path, self.line, self.field = str(path), line, field
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFKC, casefold, whitespace collapsed: the key for grouping equal queries."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def split_category(path: str) -> list[str]:
+    """Split a category path into levels.
+
+    Levels are joined by "," but level names contain ", " ("automobiles, parts & accessories"),
+    so only a comma *not followed by a space* separates levels.
+    """
+    return [level.strip() for level in re.split(r",(?! )", path) if level.strip()]
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) per non-blank line; malformed lines raise :class:`DataFormatError`."""
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(path, lineno, None, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(row, dict):
+                raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(row).__name__}")
+            yield lineno, row
+
+
+def _rows_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        for row in reader:
+            yield reader.line_num, {k: v for k, v in row.items() if k is not None}
+
+
+def detect_task(fields: Iterable[str]) -> Task:
+    fields = set(fields)
+    for task, field in ITEM_FIELD.items():
+        if field in fields:
+            return task  # type: ignore[return-value]
+    raise KeyError("neither 'category_path' (QC) nor 'item_title' (QI)")
+
+
+def _parse_id(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not text:
+        raise ValueError
+    return int(text) if re.fullmatch(r"-?\d+", text) else text
+
+
+def _parse_label(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return int(value)
+    if isinstance(value, str) and value.strip() in {"0", "1"}:
+        return int(value.strip())
+    raise ValueError
+
+
+def read_task_file(path: str | Path, task: Task | None = None) -> pd.DataFrame:
+    """Read one QC or QI file (``.csv`` or JSON lines) into a typed, validated frame.
+
+    Columns: ``id`` (int64 when every id is an integer, else string), ``language``,
+    ``origin_query``, the item field, ``label`` (int8, only when the file is labelled), any
+    extra fields as given, and for QI ``empty_title`` (bool). ``df.attrs`` holds ``task``,
+    ``path`` and ``labelled``.
+    """
+    path = Path(path)
+    rows_iter = _rows_csv(path) if path.suffix.lower() == ".csv" else iter_jsonl(path)
+    records: list[dict[str, Any]] = []
+    seen: dict[int | str, int] = {}
+    labelled: bool | None = None
+    for lineno, row in rows_iter:
+        if task is None:
+            try:
+                task = detect_task(row)
+            except KeyError as exc:
+                raise DataFormatError(path, lineno, None, f"cannot tell the task: {exc.args[0]}") from None
+        item = ITEM_FIELD[task]
+        for field in (*REQUIRED, item):
+            if field not in row:
+                raise DataFormatError(path, lineno, field, f"missing (a {task} row needs {', '.join((*REQUIRED, item))})")
+        try:
+            rid = _parse_id(row["id"])
+        except ValueError:
+            raise DataFormatError(path, lineno, "id", f"not a valid id: {row['id']!r}") from None
+        if rid in seen:
+            raise DataFormatError(path, lineno, "id", f"duplicate id {rid!r} (first on line {seen[rid]})")
+        seen[rid] = lineno
+        query = row["origin_query"]
+        if not isinstance(query, str) or not query.strip():
+            raise DataFormatError(path, lineno, "origin_query", f"empty query: {query!r}")
+        text = row[item]
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise DataFormatError(path, lineno, item, f"expected text, got {text!r}")
+        if task == "QC" and not text.strip():
+            raise DataFormatError(path, lineno, item, "empty category path")
+        has_label = "label" in row and row["label"] not in (None, "")
+        if labelled is None:
+            labelled = has_label
+        elif labelled != has_label:
+            raise DataFormatError(path, lineno, "label", "present on some rows and absent on others")
+        rec = dict(row)
+        rec.update(id=rid, language=str(row["language"] or "").strip().lower(), origin_query=query, **{item: text})
+        if has_label:
+            try:
+                rec["label"] = _parse_label(row["label"])
+            except ValueError:
+                raise DataFormatError(path, lineno, "label", f"must be 0 or 1, got {row['label']!r}") from None
+        records.append(rec)
+    if not records:
+        raise DataFormatError(path, 0, None, "no rows")
+    assert task is not None
+    df = pd.DataFrame.from_records(records)
+    item = ITEM_FIELD[task]
+    front = [*REQUIRED, item] + (["label"] if labelled else [])
+    df = df[front + [c for c in df.columns if c not in front]]
+    if all(isinstance(i, int) for i in df["id"]):
+        df["id"] = df["id"].astype("int64")
+    else:
+        df["id"] = df["id"].astype(str)
+    for col in ("language", "origin_query", item):
+        df[col] = df[col].astype(str)
+    if labelled:
+        df["label"] = df["label"].astype("int8")
+    if task == "QI":
+        df["empty_title"] = df[item].str.strip() == ""
+    df.attrs.update(task=task, path=str(path), labelled=bool(labelled))
+    return df
+
+
+def stratified_sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """At most ``n`` rows, keeping each language's (and label's) share; ``None`` = all rows."""
+    if n is None or len(df) <= n:
+        return df
+    keys = ["language"] + (["label"] if "label" in df else [])
+    frac = n / len(df)
+    parts = [g.sample(n=max(1, round(len(g) * frac)), random_state=seed) for _, g in df.groupby(keys, sort=True)]
+    out = pd.concat(parts).sort_index()
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def fingerprint(paths: Iterable[str | Path]) -> str:
+    """sha256 over the bytes of the given files (in order): names a data version in run metadata."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with Path(path).open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def category_depths(paths: pd.Series) -> pd.Series:
+    return paths.map(lambda p: len(split_category(p))).astype(np.int64)
+
+
+def load_training(task: Task, data_config: Any, seed: int) -> pd.DataFrame:
+    """The labelled training file of ``task`` named by a profile's ``data`` section, sampled."""
+    from mlsearch_lib.config.paths import data_file  # late: keeps this module importable without a data dir
+
+    relative = data_config.qc_file if task == "QC" else data_config.qi_file
+    df = read_task_file(data_file(relative), task=task)
+    if not df.attrs["labelled"]:
+        raise DataFormatError(df.attrs["path"], 1, "label", "a training file must be labelled")
+    return stratified_sample(df, data_config.max_rows.get(task), seed).reset_index(drop=True)
+
+
+def task_title(task: Task, data_config: Any) -> str:
+    """How a task is named in every table and figure: QI on the stand-in says so."""
+    return "QI (stand-in, English)" if task == "QI" and data_config.qi_standin else task

@@ -1,0 +1,1 @@
+"""Stage 4, evaluation: metrics, thresholds, the book's experiments, ablations."""

@@ -1,0 +1,339 @@
+"""The experiments notebooks 04 and 05 narrate: out-of-fold runs, result tables, unseen languages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlsearch_lib.config.paths import build_dir, ensure
+from mlsearch_lib.config.profiles import Profile
+from mlsearch_lib.data.folds import OFFICIAL_TRAIN_LANGUAGES, grouped_folds, query_groups, trainable
+from mlsearch_lib.data.records import Task, load_training, stratified_sample
+from mlsearch_lib.evaluation.metrics import auc_delta_interval, by_language, scores
+from mlsearch_lib.evaluation.thresholds import Thresholds, best_f1_threshold
+from mlsearch_lib.features.prompts import TAG_COLUMNS
+from mlsearch_lib.models import stacking
+from mlsearch_lib.models.relevance import LABELS, RelevanceModel, cross_validate, fold_model_dir
+
+
+def run_dir(profile: Profile) -> Path:
+    return ensure(build_dir() / profile.name)
+
+
+def model_kinds(profile: Profile) -> list[str]:
+    """Reference rows first, then the profile's main backbone and the ones it compares."""
+    kinds = ["all_yes", "tfidf", profile.backbone, *profile.compare, *filter(None, [profile.stack_with])]
+    return list(dict.fromkeys(kinds))
+
+
+def tags_dir(profile: Profile) -> Path:
+    """``build/<profile>/tags/``: per-row tags (SIT, DG, QT) as ``<task>_<name>.csv`` keyed by ``id``."""
+    return ensure(run_dir(profile) / "tags")
+
+
+def save_tags(profile: Profile, task: str, name: str, frame: pd.DataFrame) -> Path:
+    """Write tags that :func:`prepare` attaches to every later notebook's rows."""
+    path = tags_dir(profile) / f"{task}_{name}.csv"
+    frame.to_csv(path.with_suffix(".tmp"), index=False)
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+def attach_tags(df: pd.DataFrame, task: str, profile: Profile) -> pd.DataFrame:
+    """``df`` plus the tag columns notebooks 02 and 03 saved (empty string where a row has none)."""
+    df, key = df.copy(), df["id"].astype(str)  # ids are numbers in some files, strings in others
+    for path in sorted(tags_dir(profile).glob(f"{task}_*.csv")):
+        tags = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
+        for col in (c for c in tags.columns if c in TAG_COLUMNS):
+            df[col] = key.map(tags[col]).to_numpy()
+    for col in TAG_COLUMNS:
+        if col in df:
+            df[col] = df[col].fillna("")
+    return df
+
+
+def prepare(task: Task, profile: Profile, max_rows: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The task's training rows (sampled per profile, then to ``max_rows``), with their tags,
+    and their query-grouped folds."""
+    profile = profile.for_task(task)
+    df = load_training(task, profile.data, profile.seed)
+    if max_rows is not None:
+        df = stratified_sample(df, max_rows, profile.seed).reset_index(drop=True)
+    df = attach_tags(df, task, profile)
+    return df, grouped_folds(df, profile.validation.folds, profile.seed)
+
+
+def train_mask(df: pd.DataFrame, profile: Profile, setting: str = "all") -> np.ndarray:
+    """Rows a model may train on: ``validation.train_languages`` (all when unset), or in the
+    ``official`` setting those languages, defaulting to the official en es fr ja ko pt."""
+    langs = profile.validation.train_languages
+    return trainable(df, (langs or OFFICIAL_TRAIN_LANGUAGES) if setting == "official" else langs)
+
+
+#: Without official test files, notebook 05 holds this fold out for its submission check; the
+#: main model that predicted it in cross-validation is kept, so 05 does not train it again.
+HOLDOUT_FOLD = 0
+
+
+def oof_path(profile: Profile, task: str, kind: str, setting: str = "all") -> Path:
+    return ensure(run_dir(profile) / "oof") / f"{task}_{kind}_{setting}.csv"
+
+
+def out_of_fold(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, kinds: list[str],
+                setting: str = "all", weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Out-of-fold p(yes) per model kind, saved as ``build/<profile>/oof/<task>_<kind>_<setting>.csv``.
+
+    ``setting="official"`` trains on ``validation.train_languages`` (default: the official
+    en es fr ja ko pt) only and still predicts every row.
+    """
+    mask = train_mask(df, profile, setting)
+    out = {}
+    for kind in kinds:
+        keep = HOLDOUT_FOLD if kind == profile.backbone and setting == "all" and weights is None else None
+        p, logs = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", mask, weights,
+                                 log=lambda s: None, keep_model=keep)
+        save_oof(profile, task, kind, df, folds, p, setting, logs)
+        out[kind] = p
+    return out
+
+
+def save_oof(profile: Profile, task: str, kind: str, df: pd.DataFrame, folds: np.ndarray, p: np.ndarray,
+             setting: str = "all", logs: list | None = None) -> Path:
+    """One model's out-of-fold p(yes) beside id, language, label and fold (and its training logs)."""
+    path = oof_path(profile, task, kind, setting)
+    df[["id", "language", "label"]].assign(fold=folds, p_yes=p).to_csv(path, index=False)
+    path.with_suffix(".logs.json").write_text(json.dumps(logs or [], default=float), encoding="utf-8")
+    return path
+
+
+def submitted_kind(profile: Profile) -> str:
+    """What notebook 05 tunes thresholds on and submits: the stack when the profile has one."""
+    return stacking.KIND if profile.stack_with else profile.backbone
+
+
+def submitted_label(profile: Profile) -> str:
+    return stacking.label([profile.stack_with, profile.backbone]) if profile.stack_with else LABELS[profile.backbone]
+
+
+def training_logs(task: str, profile: Profile, kind: str, setting: str = "all") -> list:
+    """Per fold, the backbone's training log (``[{step, loss, ...}]``; empty for reference models)."""
+    path = oof_path(profile, task, kind, setting).with_suffix(".logs.json")
+    logs = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    return [log if isinstance(log, list) else log.get("history", []) for log in logs]
+
+
+def leave_one_language_out(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray,
+                           oof: np.ndarray, kind: str = "tfidf") -> pd.DataFrame:
+    """Per language: trained on every other language vs out-of-fold with all languages."""
+    y, lang = df["label"].to_numpy(), df["language"].to_numpy()
+    rows = {}
+    for target in sorted(set(lang)):
+        m = lang == target
+        model = RelevanceModel(kind, task, profile)
+        model.fit(df[~m].reset_index(drop=True))
+        held_out = scores(y[m], model.predict_proba(df[m].reset_index(drop=True)))
+        seen = scores(y[m], oof[m])
+        rows[target] = {"rows": int(m.sum()), "roc_auc (seen, out-of-fold)": seen["roc_auc"],
+                        "roc_auc (language held out)": held_out["roc_auc"],
+                        "cost": seen["roc_auc"] - held_out["roc_auc"],
+                        "pr_auc (seen)": seen["pr_auc"], "pr_auc (held out)": held_out["pr_auc"]}
+    return pd.DataFrame(rows).T.rename_axis("language")
+
+
+def load_oof(profile: Profile, task: str, kind: str, setting: str = "all") -> pd.DataFrame:
+    return pd.read_csv(oof_path(profile, task, kind, setting))
+
+
+def results_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarray],
+                  reference: str = "tfidf") -> pd.DataFrame:
+    """Per model: F1 at 0.5, F1 at the threshold tuned on the other folds' predictions, ROC-AUC, PR-AUC
+    (overall), ROC-AUC mean ± std over folds, and, when ``reference`` is among ``oofs``, each other
+    model's ROC-AUC minus the reference's with a 95% interval from a bootstrap over queries."""
+    y = df["label"].to_numpy()
+    groups = query_groups(df) if "origin_query" in df else None
+    rows = {}
+    for kind, p in oofs.items():
+        s = scores(y, p)
+        tuned = np.empty(len(y))
+        for i in np.unique(folds):  # honest: each fold's threshold comes from the others
+            thr, _ = best_f1_threshold(y[folds != i], p[folds != i])
+            tuned[folds == i] = thr
+        fold_auc = [scores(y[folds == i], p[folds == i])["roc_auc"] for i in np.unique(folds)]
+        rows[LABELS.get(kind, kind)] = {
+            "f1@0.5": s["f1"], "f1@tuned": scores(y, p, tuned)["f1"], "roc_auc": s["roc_auc"], "pr_auc": s["pr_auc"],
+            "roc_auc_fold_mean": float(np.nanmean(fold_auc)), "roc_auc_fold_std": float(np.nanstd(fold_auc)),
+        }
+        if reference in oofs and kind != reference:
+            delta = auc_delta_interval(y, p, oofs[reference], groups)
+            rows[LABELS.get(kind, kind)].update(zip(("Δroc_auc", "Δroc_auc 95% lo", "Δroc_auc 95% hi"), delta))
+    return pd.DataFrame(rows).T.rename_axis("model")
+
+
+def stacked_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarray], base: str,
+                  main: str) -> tuple[str, np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """``main`` stacked on ``base`` (:func:`~mlsearch_lib.models.stacking.stacked_oof`): its name,
+    out-of-fold p(yes), the results table of ``base`` and the stack with ``Δroc_auc`` over
+    ``base``, and the TF-IDF reference's gain columns beside (``… vs TF-IDF``) when ``oofs`` holds
+    it; and the weights."""
+    name = stacking.label([base, main])
+    p, weights = stacking.stacked_oof(df["label"].to_numpy(), folds, {k: oofs[k] for k in (base, main)})
+    table = results_table(df, folds, {base: oofs[base], name: p}, reference=base)
+    if "tfidf" in oofs:
+        gains = results_table(df, folds, {"tfidf": oofs["tfidf"], base: oofs[base], name: p}).filter(like="Δ")
+        table = table.join(gains.loc[table.index].add_suffix(" vs TF-IDF"))
+    return name, p, table, weights
+
+
+def every_model_stacked(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarray],
+                        kinds: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How far combining can go: ``kinds`` (bar all-"yes") stacked at once, beside TF-IDF and every
+    other entry of ``oofs`` (the submitted stack), with gains over TF-IDF; and the weights.
+
+    A bound on what the book's models hold together, not a model to submit: no single part can
+    gain more over TF-IDF than all of them read by one regression does, up to fold noise.
+    """
+    parts = [k for k in kinds if k != "all_yes"]
+    p, weights = stacking.stacked_oof(df["label"].to_numpy(), folds, {k: oofs[k] for k in parts})
+    others = {k: v for k, v in oofs.items() if k not in kinds}  # the submitted stack, under its label
+    table = results_table(df, folds, {"tfidf": oofs["tfidf"], **others, "every model (stacked)": p})
+    return table, weights.rename(columns=LABELS)
+
+
+def per_language_table(df: pd.DataFrame, oofs: dict[str, np.ndarray], threshold_of: dict[str, float]) -> pd.DataFrame:
+    """F1 (at each model's global tuned threshold), ROC-AUC and PR-AUC per language and model: one row
+    per (language, model), the models of a language side by side, "all" last."""
+    y, columns = df["label"].to_numpy(), ["rows", "f1", "roc_auc", "pr_auc"]
+    parts = {LABELS.get(kind, kind): by_language(df["language"], y, p, threshold_of.get(kind, 0.5))[columns]
+             for kind, p in oofs.items()}
+    table = pd.concat(parts, names=["model", "language"]).swaplevel()
+    languages = next(iter(parts.values())).index  # by_language's order: sorted, "all" last
+    return table.loc[[(lang, model) for lang in languages for model in parts]].astype({"rows": int})
+
+
+def unseen_language_table(df: pd.DataFrame, oofs_all: dict[str, np.ndarray], oofs_official: dict[str, np.ndarray],
+                          train_languages: list[str] | None = None) -> pd.DataFrame:
+    """ROC-AUC and PR-AUC on seen vs unseen languages, trained on all languages vs on the official ones."""
+    seen = df["language"].isin(train_languages or OFFICIAL_TRAIN_LANGUAGES).to_numpy()
+    y = df["label"].to_numpy()
+    rows = []
+    for kind in oofs_official:
+        for setting, oofs in (("all languages", oofs_all), ("official (en es fr ja ko pt)", oofs_official)):
+            for group, m in (("seen", seen), ("unseen", ~seen)):
+                if m.any():
+                    s = scores(y[m], oofs[kind][m])
+                    rows.append({"model": LABELS[kind], "trained on": setting, "evaluated on": group,
+                                 "rows": s["rows"], "roc_auc": s["roc_auc"], "pr_auc": s["pr_auc"]})
+    return pd.DataFrame(rows).set_index(["model", "trained on", "evaluated on"])
+
+
+def learning_curve(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, kind: str = "tfidf",
+                   fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)) -> pd.DataFrame:
+    """Out-of-fold ROC-AUC and PR-AUC as the training share of the other folds grows."""
+    rng = np.random.default_rng(profile.seed)
+    draw = rng.random(len(df))
+    rows = []
+    for frac in fractions:
+        p, _ = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", draw < frac, log=lambda s: None)
+        s = scores(df["label"].to_numpy(), p)
+        rows.append({"train_fraction": frac, "train_rows": int((draw < frac).sum() * (1 - 1 / len(np.unique(folds)))),
+                     "roc_auc": s["roc_auc"], "pr_auc": s["pr_auc"]})
+    return pd.DataFrame(rows)
+
+
+def thresholds_table(df: pd.DataFrame, p: np.ndarray, shrinkage: float, folds: np.ndarray) -> tuple[pd.DataFrame, Thresholds]:
+    """F1 at 0.5, at the global and at the per-language thresholds; the latter two tuned on
+    the other folds for each fold (so the reported F1 is not tuned on its own rows)."""
+    y, lang = df["label"].to_numpy(), df["language"].to_numpy()
+    glob, per = np.empty(len(y)), np.empty(len(y))
+    for i in np.unique(folds):
+        t = Thresholds.tune(lang[folds != i], y[folds != i], p[folds != i], shrinkage)
+        glob[folds == i] = t.global_
+        per[folds == i] = t.for_rows(lang[folds == i])
+    full = Thresholds.tune(lang, y, p, shrinkage)
+    table = pd.DataFrame({
+        "at 0.5": by_language(lang, y, p, 0.5)["f1"],
+        "global threshold": by_language(lang, y, p, glob)["f1"],
+        "per-language threshold": by_language(lang, y, p, per)["f1"],
+        "tuned threshold (all rows)": pd.Series({**full.per_language, "all": full.global_}),
+    })
+    return table, full
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[pd.DataFrame, float]:
+    """Observed positive rate per p(yes) bin, and the expected calibration error (ECE)."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    frame = pd.DataFrame({"bin": idx, "p": p, "y": y}).groupby("bin").agg(rows=("y", "size"), mean_p=("p", "mean"), observed=("y", "mean"))
+    ece = float((frame["rows"] * (frame["mean_p"] - frame["observed"]).abs()).sum() / len(y))
+    return frame, ece
+
+
+def unlabelled_inputs(task: Task, train_file: str) -> dict[str, Path]:
+    """Official dev/test files present beside the training file (what notebook 05 predicts)."""
+    from mlsearch_lib.data.eda import discover_splits
+
+    return {split: path for split, path in discover_splits(task, train_file).items() if split != "train"}
+
+
+def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, thresholds: Thresholds,
+                hold_out_fold: int | None) -> Path:
+    """Train what the profile submits (:func:`submitted_kind`) and save it with its thresholds.
+
+    With ``hold_out_fold`` set (no official test file at hand), that fold is left out so the
+    submission written for it is a genuine held-out check; otherwise every row trains. A stack's
+    parts are trained on the same rows, and its weights are fit on their out-of-fold p(yes) of
+    those rows (saved by notebook 04).
+    """
+    mask = train_mask(df, profile)
+    train = mask if hold_out_fold is None else mask & (folds != hold_out_fold)
+    directory = run_dir(profile) / "models" / task
+    if profile.stack_with:
+        kinds = [profile.stack_with, profile.backbone]
+        partial = directory.with_name(directory.name + ".partial")  # named only when whole
+        for kind in kinds:
+            _final_part(kind, task, profile, df, folds, train, hold_out_fold, partial / "parts" / kind)
+        y = df["label"].to_numpy()[train]
+        stacker = stacking.fit_stacker([load_oof(profile, task, k)["p_yes"].to_numpy()[train] for k in kinds], y)
+        stacking.save_stack(partial, task, kinds, stacker)
+        shutil.rmtree(directory, ignore_errors=True)
+        partial.replace(directory)
+    else:
+        _final_part(profile.backbone, task, profile, df, folds, train, hold_out_fold, directory)
+    (directory / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
+    return directory
+
+
+def _final_part(kind: str, task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, train: np.ndarray,
+                hold_out_fold: int | None, directory: Path) -> None:
+    """One model trained on ``train`` rows, saved to ``directory``. Held out, it is the model
+    :func:`out_of_fold` trained for that fold when that one was kept, so it is not trained twice."""
+    kept = None if hold_out_fold is None else fold_model_dir(
+        kind, task, profile, df, folds, run_dir(profile) / "folds", hold_out_fold, train_mask(df, profile))
+    if kept is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+        shutil.copytree(kept, directory)
+        print(f"{task}: the {LABELS[kind]} cross-validation trained for fold {hold_out_fold} is reused ({kept})")
+        return
+    checkpoints = directory.with_name(directory.name + "_ckpt")  # only needed to resume this training
+    model = RelevanceModel(kind, task, profile)
+    model.fit(df[train].reset_index(drop=True), output_dir=checkpoints)
+    shutil.rmtree(directory, ignore_errors=True)  # only once the new model exists: an interrupted fit keeps the old
+    model.save(directory)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+
+def write_holdout_file(df: pd.DataFrame, folds: np.ndarray, fold: int, path: Path) -> tuple[Path, Path]:
+    """The held-out fold as an unlabelled input file and a labelled gold file (official schema)."""
+    from mlsearch_lib.data.records import ITEM_FIELD
+
+    rows = df[folds == fold]
+    item = ITEM_FIELD[df.attrs.get("task") or ("QC" if "category_path" in df else "QI")]
+    cols = ["id", "language", "origin_query", item]
+    rows[cols].to_json(path, orient="records", lines=True, force_ascii=False)
+    gold = path.with_name(path.stem + "_gold.txt")
+    rows[cols + ["label"]].to_json(gold, orient="records", lines=True, force_ascii=False)
+    return path, gold

@@ -85,7 +85,7 @@ def _params() -> nbformat.NotebookNode:
 
 
 def _setup(stem: str) -> str:
-    return ("import matplotlib.pyplot as plt\nimport pandas as pd\nfrom mlsearch_lib import outputs\n\n"
+    return ("import matplotlib.pyplot as plt\nimport pandas as pd\nfrom mlsearch_lib.book import outputs\n\n"
             f"cfg = outputs.setup({stem!r}, PROFILE, run_dir=RUN_DIR)\nprint('profile', cfg.name)")
 
 

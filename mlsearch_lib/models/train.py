@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mlsearch_lib.models.train")  # not __name__: run with -m it is "__main__"
 
 
 def rank() -> int:

@@ -34,7 +34,7 @@ def run_probe(task: str, fold: int, profile: Profile, train_seed: int | None = N
     df, folds = prepare(task, profile)  # type: ignore[arg-type]
     if fold not in set(folds):
         raise ValueError(f"fold {fold}: the profile has folds 0..{folds.max()}")
-    weights = qr_weights(task, profile, df, folds)[folds != fold] if qr else None  # a 5-fold run: after the check
+    weights = qr_weights(task, profile, df)[folds != fold] if qr else None  # a 5-fold run: after the check
     profile = profile if train_seed is None else profile.model_copy(update={"seed": train_seed})
     train, val = df[folds != fold].reset_index(drop=True), df[folds == fold].reset_index(drop=True)
     y = val["label"].to_numpy()

@@ -146,13 +146,27 @@ class GenerationConfig(_Strict):
 
 
 class ValidationConfig(_Strict):
-    """Query-grouped K folds; ``train_languages`` reproduces the official unseen-language setting."""
+    """Query-grouped K folds, or one query-grouped train/dev split (``mode: split``, paper scale:
+    one model per task and arm instead of K); ``train_languages`` reproduces the official
+    unseen-language setting."""
 
+    #: ``folds``: every row is scored out of fold by K models. ``split``: a query-grouped
+    #: ``dev_share`` of the rows is scored by one model trained on the rest; the dev rows are cut
+    #: into ``folds`` query-grouped parts for fold noise and for thresholds tuned on the other parts.
+    mode: Literal["folds", "split"] = "folds"
+    dev_share: float = Field(0.1, gt=0, lt=1)
     folds: int = 5
     train_languages: list[str] | None = None
     threshold_shrinkage: float = 200.0  # rows at which a language's own threshold gets half weight
     # models also run in the official setting (train en es fr ja ko pt, evaluate on all)
     official_models: list[Backbone] = Field(default_factory=lambda: ["tfidf"])
+
+
+class BudgetConfig(_Strict):
+    """What a book run may cost, checked before its first notebook (``python -m mlsearch_lib.bench budget``)."""
+
+    gpu_hours: float | None = Field(None, gt=0)  # None: no check (the cpu and tiny books)
+    gpus: int = Field(1, ge=1)  # GPUs the jobs are spread over: the plan's wall time assumes them
 
 
 class RefineConfig(_Strict):
@@ -186,6 +200,9 @@ class AblationConfig(_Strict):
     """Notebook 06: arms (named sets of components) and backbones, all on the same rows and folds."""
 
     backbone: Backbone = "bi_encoder"  # trains every arm
+    #: with ``backbone: llm``, the causal LM the arms train (None: ``llm.model``): at paper scale a
+    #: smaller one than the submitted systems' (the seed's Table 3 ranks 7B close to 14B)
+    arms_llm: str | None = None
     arms: dict[Literal["QC", "QI"], dict[str, list[Flag]]] = Field(default_factory=_seed_arms)
     always: list[Flag] = Field(default_factory=list)  # components on in every arm (e.g. icl, cot for an LLM)
     qr_action: Literal["drop", "down-weight"] = "down-weight"  # what the QR flag does to flagged rows
@@ -213,6 +230,7 @@ class Profile(_Strict):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     ablation: AblationConfig = Field(default_factory=AblationConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     #: section overrides for one task, e.g. ``{QI: {encoder: {epochs: 2}}}``: the tasks differ in
     #: size and text length, so one budget rarely suits both. :meth:`for_task` applies them.
     per_task: dict[Literal["QC", "QI"], dict[str, Any]] = Field(default_factory=dict)
@@ -279,9 +297,9 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Profile:
-    """Read, merge ``overrides`` (nested dicts) into, and validate a profile."""
-    path = profile_path(name_or_path)
+def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A profile file's mapping, merged over its ``base`` profile's (``base: gpu``: the same
+    protocol at another size) when it names one."""
     if not path.is_file():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ProfileError(f"{path}: no such profile (known: {', '.join(known)})")
@@ -291,6 +309,21 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: a profile is a mapping of keys, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    base_path = profile_path(base) if Path(str(base)).suffix else PROFILES_DIR / f"{base}.yaml"
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise ProfileError(f"{path}: base: {base} makes a cycle")
+    parent = _read_raw(base_path, (*seen, path.resolve()))
+    parent.pop("name", None)
+    return _merge(parent, raw)
+
+
+def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Profile:
+    """Read, merge ``overrides`` (nested dicts) into, and validate a profile."""
+    path = profile_path(name_or_path)
+    raw = _read_raw(path)
     raw.setdefault("name", path.stem)
     overrides = overrides or {}
     shared = {k: v for k, v in overrides.items() if k != "per_task"}

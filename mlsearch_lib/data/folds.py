@@ -1,4 +1,5 @@
-"""Validation splits: K folds grouped by normalised query, and the official language setting."""
+"""Validation splits: K folds grouped by normalised query, or one grouped train/dev split, and the
+official language setting."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from mlsearch_lib.data.records import normalize_text
 
 #: Languages of the official QC training set; the others are unseen at test time.
 OFFICIAL_TRAIN_LANGUAGES = ["en", "es", "fr", "ja", "ko", "pt"]
+#: The fold id of a row that only trains (split mode): it is never scored out of fold.
+TRAIN_ONLY = -1
 
 
 def query_groups(df: pd.DataFrame) -> np.ndarray:
@@ -24,6 +27,24 @@ def grouped_folds(df: pd.DataFrame, k: int, seed: int) -> np.ndarray:
     for i, (_, val) in enumerate(splitter.split(np.zeros(len(df)), df["label"].to_numpy(), query_groups(df))):
         fold[val] = i
     return fold
+
+
+def grouped_split(df: pd.DataFrame, dev_share: float, k: int, seed: int) -> np.ndarray:
+    """Split mode: a query-grouped ``dev_share`` of the rows is cut into ``k`` query-grouped parts
+    (ids 0..k-1, scored by one model trained on the rest); every other row is :data:`TRAIN_ONLY`.
+
+    The parts are what folds are in ``folds`` mode for everything downstream (fold noise, a
+    threshold tuned on the other parts), so the tables read the same in both modes.
+    """
+    dev = grouped_folds(df, max(2, round(1 / dev_share)), seed) == 0
+    fold = np.full(len(df), TRAIN_ONLY, dtype=np.int64)
+    fold[dev] = grouped_folds(df[dev].reset_index(drop=True), k, seed)
+    return fold
+
+
+def scored(folds: np.ndarray) -> np.ndarray:
+    """Rows that get an out-of-fold p(yes): all in ``folds`` mode, the dev rows in split mode."""
+    return np.asarray(folds) != TRAIN_ONLY
 
 
 def trainable(df: pd.DataFrame, train_languages: list[str] | None) -> np.ndarray:

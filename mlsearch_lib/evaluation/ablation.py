@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from mlsearch_lib.config.paths import RESOURCES_DIR
 from mlsearch_lib.config.profiles import Profile
+from mlsearch_lib.data.folds import scored
 from mlsearch_lib.data.records import ITEM_FIELD, Task
-from mlsearch_lib.evaluation.experiments import prepare, run_dir, train_mask
+from mlsearch_lib.evaluation.experiments import label_folds, prepare, run_dir, train_mask
 from mlsearch_lib.evaluation.metrics import scores
 from mlsearch_lib.evaluation.thresholds import best_f1_threshold
 from mlsearch_lib.features.refine import apply_action, flag_rows
@@ -35,8 +36,10 @@ def arm_profile(profile: Profile, flags: list[str]) -> Profile:
     on = set(flags) | set(profile.ablation.always)
     per_task = {task: {**o, "prompt": {k: v for k, v in o["prompt"].items() if k not in PROMPT_FLAGS}}
                 if isinstance(o.get("prompt"), dict) else o for task, o in profile.per_task.items()}
-    return profile.model_copy(update={"prompt": profile.prompt.model_copy(update={f: f in on for f in PROMPT_FLAGS}),
-                                      "per_task": per_task})
+    update = {"prompt": profile.prompt.model_copy(update={f: f in on for f in PROMPT_FLAGS}), "per_task": per_task}
+    if profile.ablation.arms_llm:
+        update["llm"] = profile.llm.model_copy(update={"model": profile.ablation.arms_llm})
+    return profile.model_copy(update=update)
 
 
 def rows(task: Task, profile: Profile) -> tuple[pd.DataFrame, np.ndarray]:
@@ -44,9 +47,10 @@ def rows(task: Task, profile: Profile) -> tuple[pd.DataFrame, np.ndarray]:
     return prepare(task, profile, profile.ablation.max_rows.get(task))
 
 
-def qr_weights(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray) -> np.ndarray:
+def qr_weights(task: Task, profile: Profile, df: pd.DataFrame) -> np.ndarray:
     """Training weights after quality refinement: the refine rules on out-of-fold p(yes) of
     ``refine.model``, then ``ablation.qr_action`` (drop = weight 0, or down-weight)."""
+    folds = label_folds(df, profile)  # every training row judged out of fold, in split mode too
     p, _ = cross_validate(profile.refine.model, task, profile, df, folds, run_dir(profile) / "folds", log=lambda s: None)
     flags = flag_rows(df, ITEM_FIELD[task], p, profile.refine)
     return apply_action(df["label"].to_numpy(), p, flags, profile.ablation.qr_action, profile.refine)[1]
@@ -56,7 +60,7 @@ def run_arms(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, 
     """Out-of-fold p(yes) of ``ablation.backbone`` per arm of ``task``."""
     arms = profile.ablation.arms.get(task, {})
     mask = train_mask(df, profile, setting)
-    weights = qr_weights(task, profile, df, folds) if any("qr" in f for f in arms.values()) else None
+    weights = qr_weights(task, profile, df) if any("qr" in f for f in arms.values()) else None
     out = {}
     for name, flags in tqdm(arms.items(), desc=f"{task} arms ({setting})"):
         out[name], _ = cross_validate(profile.ablation.backbone, task, arm_profile(profile, flags), df, folds,
@@ -86,9 +90,10 @@ def fold_scores(y: np.ndarray, folds: np.ndarray, p: np.ndarray, evaluate: np.nd
     """Per fold: F1 at the threshold tuned on the other folds, ROC-AUC and PR-AUC, on the fold's
     rows that ``evaluate`` selects (all by default)."""
     evaluate = np.ones(len(y), dtype=bool) if evaluate is None else evaluate
+    has = scored(folds)  # split mode: the dev rows and their parts
     out = []
-    for i in np.unique(folds):
-        thr, _ = best_f1_threshold(y[folds != i], p[folds != i])
+    for i in np.unique(folds[has]):
+        thr, _ = best_f1_threshold(y[has & (folds != i)], p[has & (folds != i)])
         m = (folds == i) & evaluate
         s = scores(y[m], p[m], thr)
         out.append({"fold": int(i), "f1@tuned": s["f1"], "roc_auc": s["roc_auc"], "pr_auc": s["pr_auc"]})
@@ -105,7 +110,7 @@ def compare(y: np.ndarray, folds: np.ndarray, preds: dict[str, np.ndarray], base
     base = per_fold[baseline]
     rows = {}
     for name, f in per_fold.items():
-        row = {"rows": int(np.sum(evaluate)) if evaluate is not None else len(y)}
+        row = {"rows": int(np.sum(scored(folds) & (True if evaluate is None else evaluate)))}
         for metric in ("f1@tuned", "roc_auc", "pr_auc"):
             row[metric], row[f"{metric} std"] = f[metric].mean(), f[metric].std(ddof=1)
         diff = f["roc_auc"] - base["roc_auc"]

@@ -11,7 +11,15 @@ import pandas as pd
 
 from mlsearch_lib.config.paths import build_dir, ensure
 from mlsearch_lib.config.profiles import Profile
-from mlsearch_lib.data.folds import OFFICIAL_TRAIN_LANGUAGES, grouped_folds, query_groups, trainable
+from mlsearch_lib.data.folds import (
+    OFFICIAL_TRAIN_LANGUAGES,
+    TRAIN_ONLY,
+    grouped_folds,
+    grouped_split,
+    query_groups,
+    scored,
+    trainable,
+)
 from mlsearch_lib.data.records import Task, load_training, stratified_sample
 from mlsearch_lib.evaluation.metrics import auc_delta_interval, by_language, scores
 from mlsearch_lib.evaluation.thresholds import Thresholds, best_f1_threshold
@@ -64,7 +72,25 @@ def prepare(task: Task, profile: Profile, max_rows: int | None = None) -> tuple[
     if max_rows is not None:
         df = stratified_sample(df, max_rows, profile.seed).reset_index(drop=True)
     df = attach_tags(df, task, profile)
-    return df, grouped_folds(df, profile.validation.folds, profile.seed)
+    v = profile.validation
+    if v.mode == "split":
+        return df, grouped_split(df, v.dev_share, v.folds, profile.seed)
+    return df, grouped_folds(df, v.folds, profile.seed)
+
+
+def label_folds(df: pd.DataFrame, profile: Profile) -> np.ndarray:
+    """K query-grouped folds over every row, whatever ``validation.mode``: quality refinement
+    judges every training label out of fold (with a cheap model), split mode or not."""
+    return grouped_folds(df, profile.validation.folds, profile.seed)
+
+
+def scored_rows(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarray]
+                ) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+    """The rows that have out-of-fold p(yes) (all of them, or split mode's dev rows), for the tables."""
+    keep = scored(folds)
+    if keep.all():
+        return df, folds, oofs
+    return df[keep].reset_index(drop=True), np.asarray(folds)[keep], {k: np.asarray(p)[keep] for k, p in oofs.items()}
 
 
 def train_mask(df: pd.DataFrame, profile: Profile, setting: str = "all") -> np.ndarray:
@@ -135,6 +161,7 @@ def leave_one_language_out(task: Task, profile: Profile, df: pd.DataFrame, folds
         m = lang == target
         model = RelevanceModel(kind, task, profile)
         model.fit(df[~m].reset_index(drop=True))
+        m &= np.isfinite(oof)  # split mode: the dev rows of that language
         held_out = scores(y[m], model.predict_proba(df[m].reset_index(drop=True)))
         seen = scores(y[m], oof[m])
         rows[target] = {"rows": int(m.sum()), "roc_auc (seen, out-of-fold)": seen["roc_auc"],
@@ -153,6 +180,7 @@ def results_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarra
     """Per model: F1 at 0.5, F1 at the threshold tuned on the other folds' predictions, ROC-AUC, PR-AUC
     (overall), ROC-AUC mean ± std over folds, and, when ``reference`` is among ``oofs``, each other
     model's ROC-AUC minus the reference's with a 95% interval from a bootstrap over queries."""
+    df, folds, oofs = scored_rows(df, folds, oofs)
     y = df["label"].to_numpy()
     groups = query_groups(df) if "origin_query" in df else None
     rows = {}
@@ -180,12 +208,14 @@ def stacked_table(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarra
     ``base``, and the TF-IDF reference's gain columns beside (``… vs TF-IDF``) when ``oofs`` holds
     it; and the weights."""
     name = stacking.label([base, main])
+    keep = scored(folds)
+    df, folds, oofs = scored_rows(df, folds, oofs)
     p, weights = stacking.stacked_oof(df["label"].to_numpy(), folds, {k: oofs[k] for k in (base, main)})
     table = results_table(df, folds, {base: oofs[base], name: p}, reference=base)
     if "tfidf" in oofs:
         gains = results_table(df, folds, {"tfidf": oofs["tfidf"], base: oofs[base], name: p}).filter(like="Δ")
         table = table.join(gains.loc[table.index].add_suffix(" vs TF-IDF"))
-    return name, p, table, weights
+    return name, p if keep.all() else _full(keep, p), table, weights
 
 
 def every_model_stacked(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.ndarray],
@@ -197,6 +227,7 @@ def every_model_stacked(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.
     gain more over TF-IDF than all of them read by one regression does, up to fold noise.
     """
     parts = [k for k in kinds if k != "all_yes"]
+    df, folds, oofs = scored_rows(df, folds, oofs)
     p, weights = stacking.stacked_oof(df["label"].to_numpy(), folds, {k: oofs[k] for k in parts})
     others = {k: v for k, v in oofs.items() if k not in kinds}  # the submitted stack, under its label
     table = results_table(df, folds, {"tfidf": oofs["tfidf"], **others, "every model (stacked)": p})
@@ -205,7 +236,8 @@ def every_model_stacked(df: pd.DataFrame, folds: np.ndarray, oofs: dict[str, np.
 
 def per_language_table(df: pd.DataFrame, oofs: dict[str, np.ndarray], threshold_of: dict[str, float]) -> pd.DataFrame:
     """F1 (at each model's global tuned threshold), ROC-AUC and PR-AUC per language and model: one row
-    per (language, model), the models of a language side by side, "all" last."""
+    per (language, model), the models of a language side by side, "all" last (scored rows only)."""
+    df, _, oofs = scored_rows(df, _scored_folds(oofs), oofs)
     y, columns = df["label"].to_numpy(), ["rows", "f1", "roc_auc", "pr_auc"]
     parts = {LABELS.get(kind, kind): by_language(df["language"], y, p, threshold_of.get(kind, 0.5))[columns]
              for kind, p in oofs.items()}
@@ -217,6 +249,9 @@ def per_language_table(df: pd.DataFrame, oofs: dict[str, np.ndarray], threshold_
 def unseen_language_table(df: pd.DataFrame, oofs_all: dict[str, np.ndarray], oofs_official: dict[str, np.ndarray],
                           train_languages: list[str] | None = None) -> pd.DataFrame:
     """ROC-AUC and PR-AUC on seen vs unseen languages, trained on all languages vs on the official ones."""
+    folds = _scored_folds({**oofs_all, **oofs_official})
+    df, _, oofs_all = scored_rows(df, folds, oofs_all)
+    oofs_official = {k: np.asarray(p)[scored(folds)] for k, p in oofs_official.items()}
     seen = df["language"].isin(train_languages or OFFICIAL_TRAIN_LANGUAGES).to_numpy()
     y = df["label"].to_numpy()
     rows = []
@@ -238,7 +273,8 @@ def learning_curve(task: Task, profile: Profile, df: pd.DataFrame, folds: np.nda
     rows = []
     for frac in fractions:
         p, _ = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", draw < frac, log=lambda s: None)
-        s = scores(df["label"].to_numpy(), p)
+        keep = scored(folds)
+        s = scores(df["label"].to_numpy()[keep], p[keep])
         rows.append({"train_fraction": frac, "train_rows": int((draw < frac).sum() * (1 - 1 / len(np.unique(folds)))),
                      "roc_auc": s["roc_auc"], "pr_auc": s["pr_auc"]})
     return pd.DataFrame(rows)
@@ -247,6 +283,8 @@ def learning_curve(task: Task, profile: Profile, df: pd.DataFrame, folds: np.nda
 def thresholds_table(df: pd.DataFrame, p: np.ndarray, shrinkage: float, folds: np.ndarray) -> tuple[pd.DataFrame, Thresholds]:
     """F1 at 0.5, at the global and at the per-language thresholds; the latter two tuned on
     the other folds for each fold (so the reported F1 is not tuned on its own rows)."""
+    df, folds, only = scored_rows(df, folds, {"p": p})
+    p = only["p"]
     y, lang = df["label"].to_numpy(), df["language"].to_numpy()
     glob, per = np.empty(len(y)), np.empty(len(y))
     for i in np.unique(folds):
@@ -264,7 +302,10 @@ def thresholds_table(df: pd.DataFrame, p: np.ndarray, shrinkage: float, folds: n
 
 
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[pd.DataFrame, float]:
-    """Observed positive rate per p(yes) bin, and the expected calibration error (ECE)."""
+    """Observed positive rate per p(yes) bin, and the expected calibration error (ECE), over the
+    rows that have a p(yes) (split mode scores the dev rows only)."""
+    keep = np.isfinite(p)
+    y, p = np.asarray(y)[keep], np.asarray(p)[keep]
     edges = np.linspace(0, 1, bins + 1)
     idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
     frame = pd.DataFrame({"bin": idx, "p": p, "y": y}).groupby("bin").agg(rows=("y", "size"), mean_p=("p", "mean"), observed=("y", "mean"))
@@ -296,8 +337,9 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
         partial = directory.with_name(directory.name + ".partial")  # named only when whole
         for kind in kinds:
             _final_part(kind, task, profile, df, folds, train, hold_out_fold, partial / "parts" / kind)
-        y = df["label"].to_numpy()[train]
-        stacker = stacking.fit_stacker([load_oof(profile, task, k)["p_yes"].to_numpy()[train] for k in kinds], y)
+        parts = [load_oof(profile, task, k)["p_yes"].to_numpy() for k in kinds]
+        fit = train & np.isfinite(parts[0])  # split mode: the dev rows, the ones with out-of-fold p(yes)
+        stacker = stacking.fit_stacker([p[fit] for p in parts], df["label"].to_numpy()[fit])
         stacking.save_stack(partial, task, kinds, stacker)
         shutil.rmtree(directory, ignore_errors=True)
         partial.replace(directory)
@@ -324,6 +366,19 @@ def _final_part(kind: str, task: Task, profile: Profile, df: pd.DataFrame, folds
     shutil.rmtree(directory, ignore_errors=True)  # only once the new model exists: an interrupted fit keeps the old
     model.save(directory)
     shutil.rmtree(checkpoints, ignore_errors=True)
+
+
+def _scored_folds(oofs: dict[str, np.ndarray]) -> np.ndarray:
+    """Fold ids that mark the rows without p(yes) (NaN in every model) as train-only."""
+    finite = np.isfinite(np.asarray(next(iter(oofs.values())), dtype=float))
+    return np.where(finite, 0, TRAIN_ONLY)
+
+
+def _full(keep: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``p`` of the scored rows back in place among all rows (NaN for the train-only ones)."""
+    out = np.full(len(keep), np.nan)
+    out[keep] = p
+    return out
 
 
 def write_holdout_file(df: pd.DataFrame, folds: np.ndarray, fold: int, path: Path) -> tuple[Path, Path]:

@@ -5,6 +5,7 @@ cached on disk so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import pickle
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from mlsearch_lib.config.paths import ensure
 from mlsearch_lib.config.profiles import Profile
-from mlsearch_lib.data.folds import grouped_folds
+from mlsearch_lib.data.folds import TRAIN_ONLY, grouped_folds
 from mlsearch_lib.features.prompts import PromptBuilder
 
 KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "encoder", "llm")
@@ -167,55 +168,93 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
     return h.hexdigest()[:16]
 
 
+def cv_units(folds: np.ndarray) -> list[str]:
+    """The training units of a cross-validation: ``fold<i>`` per fold, or the one ``split`` model
+    (split mode: rows of fold :data:`~mlsearch_lib.data.folds.TRAIN_ONLY` train it, the others are scored)."""
+    folds = np.asarray(folds)
+    if (folds == TRAIN_ONLY).any():
+        return ["split"]
+    return [f"fold{i}" for i in sorted(set(folds.tolist()))]
+
+
+def _unit_rows(folds: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows the unit's model trains on before ``train_mask``, rows it scores)."""
+    if unit == "split":
+        return folds == TRAIN_ONLY, folds != TRAIN_ONLY
+    i = int(unit.removeprefix("fold"))
+    return folds != i, folds == i
+
+
 def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray, cache_dir: Path,
                    train_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
-                   log: Callable[[str], None] = print, keep_model: int | None = None) -> tuple[np.ndarray, list[Any]]:
-    """Out-of-fold p(yes) for every row: fold ``i`` is predicted by a model trained on the
-    other folds' rows that ``train_mask`` allows. Each finished fold is saved under
-    ``cache_dir/<key>/`` and reused by a rerun with the same inputs. The model that predicted
-    fold ``keep_model`` is kept there too (:func:`fold_model_dir`)."""
+                   log: Callable[[str], None] = print, keep_model: int | None = None,
+                   units: list[str] | None = None) -> tuple[np.ndarray, list[Any]]:
+    """Out-of-fold p(yes) for every scored row: fold ``i`` is predicted by a model trained on the
+    other folds' rows that ``train_mask`` allows (split mode: the dev rows by one model trained on
+    the :data:`~mlsearch_lib.data.folds.TRAIN_ONLY` rows; those get NaN). Each finished unit
+    (:func:`cv_units`) is saved under ``cache_dir/<key>/`` and reused by a rerun with the same
+    inputs, so a unit trained by another process (``python -m mlsearch_lib.models.jobs``) is read
+    here, not trained again. ``units`` limits the call to those units (a job's share). The model
+    that predicted fold ``keep_model`` (split mode: the split model) is kept too (:func:`fold_model_dir`)."""
+    folds = np.asarray(folds)
     train_mask = np.ones(len(df), dtype=bool) if train_mask is None else np.asarray(train_mask, dtype=bool)
     run_dir = ensure(_cv_dir(kind, task, profile, df, folds, cache_dir, train_mask, weights))
+    keep = None if keep_model is None else _kept_unit(folds, keep_model)
     oof = np.full(len(df), np.nan)
     logs: list[Any] = []
-    for i in tqdm(sorted(set(folds)), desc=f"{task} {kind} folds", leave=False):
-        done = run_dir / f"fold{i}.npz"
-        val = folds == i
-        if done.exists() and (i != keep_model or _kept_model(run_dir, i) is not None):
+    for unit in tqdm(units or cv_units(folds), desc=f"{task} {kind} folds", leave=False):
+        done = run_dir / f"{unit}.npz"
+        rows, val = _unit_rows(folds, unit)
+        if done.exists() and (unit != keep or _kept_model(run_dir, unit) is not None):
             saved = np.load(done, allow_pickle=False)
             oof[val] = saved["p"]
             logs.append(json.loads(str(saved["log"])))
-            log(f"{task} {kind} fold {i}: cached")
+            log(f"{task} {kind} {unit}: cached")
             continue
-        train = (folds != i) & train_mask
+        train = rows & train_mask
         model = RelevanceModel(kind, task, profile)
         fit_log = model.fit(df[train].reset_index(drop=True), None if weights is None else weights[train],
-                            output_dir=run_dir / f"fold{i}_ckpt")
+                            output_dir=run_dir / f"{unit}_ckpt")
         p = model.predict_proba(df[val].reset_index(drop=True))
-        if i == keep_model:  # saved whole before it is named, so a half-written model is never taken
-            kept, partial = run_dir / f"fold{i}_model", run_dir / f"fold{i}_model.partial"
+        if unit == keep:  # saved whole before it is named, so a half-written model is never taken
+            kept, partial = run_dir / f"{unit}_model", run_dir / f"{unit}_model.partial"
             shutil.rmtree(partial, ignore_errors=True)
             model.save(partial)
             shutil.rmtree(kept, ignore_errors=True)
             partial.replace(kept)
         np.savez(done.with_suffix(".tmp.npz"), p=p, log=json.dumps(fit_log or {}, default=float))
         done.with_suffix(".tmp.npz").replace(done)
-        shutil.rmtree(run_dir / f"fold{i}_ckpt", ignore_errors=True)  # only needed to resume this fold
+        shutil.rmtree(run_dir / f"{unit}_ckpt", ignore_errors=True)  # only needed to resume this unit
+        del model
+        free_memory()  # the next unit's model must not sit beside this one (a 14B twice does not fit)
         oof[val] = p
         logs.append(fit_log or {})
-        log(f"{task} {kind} fold {i}: trained on {train.sum()} rows, predicted {val.sum()}")
+        log(f"{task} {kind} {unit}: trained on {train.sum()} rows, predicted {val.sum()}")
     return oof, logs
+
+
+def free_memory() -> None:
+    """Return a dropped model's memory: Python's cycles first, then the CUDA allocator's cache."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _kept_unit(folds: np.ndarray, fold: int) -> str:
+    return "split" if (np.asarray(folds) == TRAIN_ONLY).any() else f"fold{fold}"
 
 
 def fold_model_dir(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: np.ndarray, cache_dir: Path,
                    fold: int, train_mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> Path | None:
-    """The saved model :func:`cross_validate` kept for ``fold`` with these inputs, if any: it is
-    exactly what training on the other folds would give again (same rows, settings and seed)."""
-    return _kept_model(_cv_dir(kind, task, profile, df, folds, cache_dir, train_mask, weights), fold)
+    """The saved model :func:`cross_validate` kept for ``fold`` (split mode: the split model) with these
+    inputs, if any: it is exactly what training on the same rows would give again (same settings and seed)."""
+    return _kept_model(_cv_dir(kind, task, profile, df, folds, cache_dir, train_mask, weights), _kept_unit(folds, fold))
 
 
-def _kept_model(run_dir: Path, fold: int) -> Path | None:
-    directory = run_dir / f"fold{fold}_model"
+def _kept_model(run_dir: Path, unit: str) -> Path | None:
+    directory = run_dir / f"{unit}_model"
     return directory if (directory / "mlsearch_model.json").is_file() else None
 
 

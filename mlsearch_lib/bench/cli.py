@@ -1,4 +1,4 @@
-"""The benchmarks' command line: ``python -m mlsearch_lib.bench scoring|encoder|gpu|memory``.
+"""The benchmarks' command line: ``python -m mlsearch_lib.bench scoring|encoder|gpu|budget|memory``.
 
 ``scoring`` (:mod:`mlsearch_lib.bench.scoring`): gemma-3-270m's three ways of scoring and the
 e5 cross-encoder, side by side, with training throughput: ``reports/bench/scoring.md``.
@@ -10,6 +10,9 @@ training and scoring in fp32 and bf16 autocast: ``reports/bench/encoder.md``.
 elsewhere it exits with a message and writes nothing): the same three ways and vLLM's (when the
 optional gpu extra is installed) on the GPU profile's model, LoRA training throughput, and
 training's peak memory against the memory plan: :mod:`mlsearch_lib.bench.gpu`, ``reports/bench/gpu.md``.
+
+``budget --profile gpu [--rows QC=300000 QI=340000]`` (:mod:`mlsearch_lib.book.budget`): the GPU-hours of
+every job of a profile's book from those measurements: ``reports/bench/gpu_budget.md``.
 
 ``memory [--no-write]`` (:mod:`mlsearch_lib.bench.memory_report`): the memory plan of every shipped
 profile, estimated before a weight is loaded: ``reports/bench/memory_plan.md``.
@@ -47,7 +50,19 @@ def main(argv: list[str] | None = None) -> None:
     gp.add_argument("--gpu-memory-utilization", type=float, default=0.45)
     mem = sub.add_parser("memory", help="the memory plan of every shipped profile (estimates): reports/bench/memory_plan.md")
     mem.add_argument("--no-write", action="store_true", help="print the table only")
+    bud = sub.add_parser("budget", help="GPU-hours per notebook and job of a profile's book: reports/bench/gpu_budget.md")
+    bud.add_argument("--profile", default="gpu")
+    bud.add_argument("--rows", nargs="*", default=[], metavar="TASK=N",
+                     help="plan at these training sizes (e.g. QC=300000 QI=340000, the official ones)")
+    bud.add_argument("--gpus", type=int, default=None, help="GPUs for the wall-time line (default: 8)")
     args = parser.parse_args(argv)
+    if args.command == "budget":
+        from mlsearch_lib.book.budget import write as write_budget
+        from mlsearch_lib.config.profiles import load_profile
+
+        rows = {k: int(v) for k, v in (r.split("=") for r in args.rows)}
+        print(write_budget(load_profile(args.profile), rows or None, args.gpus))
+        return
     if args.command == "memory":
         from mlsearch_lib.bench.memory_report import write_report as write_memory_report
 

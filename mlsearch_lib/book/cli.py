@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mlsearch_lib.book.budget import BudgetExceeded
 from mlsearch_lib.book.render import DEFAULT_PROFILE, render
 from mlsearch_lib.book.runner import NotebookFailed, run
 from mlsearch_lib.config.paths import DataNotFound
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run finished: {run(args.profile, args.only, args.start)}")
         else:
             print(f"rendered: {render(args.profile, args.partial)}")
-    except (DataNotFound, ProfileError, NotebookFailed) as exc:
+    except (DataNotFound, ProfileError, NotebookFailed, BudgetExceeded) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if not isinstance(exc, NotebookFailed) else 1
     return 0

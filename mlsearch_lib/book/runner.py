@@ -89,6 +89,10 @@ def run(profile_name: str, only: str | None = None, start: str | None = None, lo
 
     profile = load_profile(profile_name)  # fail before starting a kernel
     data_root = data_dir()  # raises DataNotFound with a message saying where the files go
+    if profile.budget.gpu_hours is not None:  # a plan over budget stops here, naming what to change
+        from mlsearch_lib.book.budget import check
+
+        log(f"budget: {check(profile):.1f} of {profile.budget.gpu_hours:g} GPU-hours planned")
     run_dir = ensure(build_dir() / profile.name)
     nb_dir = ensure(run_dir / "notebooks")
     meta_path = run_dir / "run.json"

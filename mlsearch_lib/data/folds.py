@@ -38,7 +38,8 @@ def grouped_split(df: pd.DataFrame, dev_share: float, k: int, seed: int) -> np.n
     """
     dev = grouped_folds(df, max(2, round(1 / dev_share)), seed) == 0
     fold = np.full(len(df), TRAIN_ONLY, dtype=np.int64)
-    fold[dev] = grouped_folds(df[dev].reset_index(drop=True), k, seed)
+    rows = df[dev].reset_index(drop=True)
+    fold[dev] = grouped_folds(rows, min(k, len(np.unique(query_groups(rows)))), seed)  # a small dev share: fewer parts
     return fold
 
 

@@ -20,7 +20,7 @@ from mlsearch_lib.config.paths import RESOURCES_DIR
 from mlsearch_lib.config.profiles import Profile
 from mlsearch_lib.data.folds import scored
 from mlsearch_lib.data.records import ITEM_FIELD, Task
-from mlsearch_lib.evaluation.experiments import label_folds, prepare, run_dir, train_mask
+from mlsearch_lib.evaluation.experiments import CVCall, label_folds, prepare, run_dir, train_mask
 from mlsearch_lib.evaluation.metrics import scores
 from mlsearch_lib.evaluation.thresholds import best_f1_threshold
 from mlsearch_lib.features.refine import apply_action, flag_rows
@@ -56,16 +56,20 @@ def qr_weights(task: Task, profile: Profile, df: pd.DataFrame) -> np.ndarray:
     return apply_action(df["label"].to_numpy(), p, flags, profile.ablation.qr_action, profile.refine)[1]
 
 
+def arm_calls(task: Task, profile: Profile, df: pd.DataFrame, setting: str = "all") -> dict[str, CVCall]:
+    """What :func:`run_arms` cross-validates: ``ablation.backbone`` per arm of ``task``; QR arms
+    train with the refined weights (computed once, when first needed)."""
+    mask = train_mask(df, profile, setting)
+    qr = lru_cache(maxsize=1)(lambda: qr_weights(task, profile, df))
+    return {name: CVCall(name, profile.ablation.backbone, arm_profile(profile, flags), mask,
+                         qr if "qr" in flags else (lambda: None))
+            for name, flags in profile.ablation.arms.get(task, {}).items()}
+
+
 def run_arms(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, setting: str = "all") -> dict[str, np.ndarray]:
     """Out-of-fold p(yes) of ``ablation.backbone`` per arm of ``task``."""
-    arms = profile.ablation.arms.get(task, {})
-    mask = train_mask(df, profile, setting)
-    weights = qr_weights(task, profile, df) if any("qr" in f for f in arms.values()) else None
-    out = {}
-    for name, flags in tqdm(arms.items(), desc=f"{task} arms ({setting})"):
-        out[name], _ = cross_validate(profile.ablation.backbone, task, arm_profile(profile, flags), df, folds,
-                                      run_dir(profile) / "folds", mask, weights if "qr" in flags else None, log=lambda s: None)
-    return out
+    return {name: call.run(task, df, folds)[0]
+            for name, call in tqdm(arm_calls(task, profile, df, setting).items(), desc=f"{task} arms ({setting})")}
 
 
 def backbone_runs(profile: Profile, kinds: list[str] | None = None) -> dict[str, tuple[str, Profile]]:
@@ -76,14 +80,18 @@ def backbone_runs(profile: Profile, kinds: list[str] | None = None) -> dict[str,
     return runs
 
 
+def backbone_calls(task: Task, profile: Profile, df: pd.DataFrame, setting: str = "all",
+                   kinds: list[str] | None = None) -> dict[str, CVCall]:
+    """What :func:`run_backbones` cross-validates: one call per Table 3 row."""
+    mask = train_mask(df, profile, setting)
+    return {label: CVCall(label, kind, prof, mask) for label, (kind, prof) in backbone_runs(profile, kinds).items()}
+
+
 def run_backbones(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, setting: str = "all",
                   kinds: list[str] | None = None) -> dict[str, np.ndarray]:
     """Out-of-fold p(yes) per Table 3 row, with the profile's own prompt components."""
-    mask = train_mask(df, profile, setting)
-    out = {}
-    for label, (kind, prof) in tqdm(backbone_runs(profile, kinds).items(), desc=f"{task} backbones ({setting})"):
-        out[label], _ = cross_validate(kind, task, prof, df, folds, run_dir(profile) / "folds", mask, log=lambda s: None)
-    return out
+    calls = backbone_calls(task, profile, df, setting, kinds)
+    return {label: call.run(task, df, folds)[0] for label, call in tqdm(calls.items(), desc=f"{task} backbones ({setting})")}
 
 
 def fold_scores(y: np.ndarray, folds: np.ndarray, p: np.ndarray, evaluate: np.ndarray | None = None) -> pd.DataFrame:

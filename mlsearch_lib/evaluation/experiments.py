@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +111,35 @@ def oof_path(profile: Profile, task: str, kind: str, setting: str = "all") -> Pa
     return ensure(run_dir(profile) / "oof") / f"{task}_{kind}_{setting}.csv"
 
 
+@dataclass
+class CVCall:
+    """One cross-validation a notebook runs: which model, with which profile, on which rows and
+    weights. Notebooks run it whole; a job (:mod:`mlsearch_lib.book.jobs`) runs one of its units,
+    into the same cache, so the notebook then reads that unit instead of training it."""
+
+    label: str
+    kind: str
+    profile: Profile
+    mask: np.ndarray
+    weights: Callable[[], np.ndarray | None] = lambda: None  # lazy: QR weights cost a cross-validation
+    keep_model: int | None = None
+
+    def run(self, task: Task, df: pd.DataFrame, folds: np.ndarray, units: list[str] | None = None
+            ) -> tuple[np.ndarray, list]:
+        return cross_validate(self.kind, task, self.profile, df, folds, run_dir(self.profile) / "folds", self.mask,
+                              self.weights(), log=lambda s: None, keep_model=self.keep_model, units=units)
+
+
+def oof_calls(task: Task, profile: Profile, df: pd.DataFrame, kinds: list[str], setting: str = "all",
+              weights: np.ndarray | None = None) -> list[CVCall]:
+    """What :func:`out_of_fold` cross-validates: one call per kind; the main model's held-out
+    fold (split mode: its split model) is kept for notebook 05."""
+    mask = train_mask(df, profile, setting)
+    return [CVCall(kind, kind, profile, mask, lambda: weights,
+                   HOLDOUT_FOLD if kind == profile.backbone and setting == "all" and weights is None else None)
+            for kind in kinds]
+
+
 def out_of_fold(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, kinds: list[str],
                 setting: str = "all", weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Out-of-fold p(yes) per model kind, saved as ``build/<profile>/oof/<task>_<kind>_<setting>.csv``.
@@ -116,14 +147,11 @@ def out_of_fold(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     ``setting="official"`` trains on ``validation.train_languages`` (default: the official
     en es fr ja ko pt) only and still predicts every row.
     """
-    mask = train_mask(df, profile, setting)
     out = {}
-    for kind in kinds:
-        keep = HOLDOUT_FOLD if kind == profile.backbone and setting == "all" and weights is None else None
-        p, logs = cross_validate(kind, task, profile, df, folds, run_dir(profile) / "folds", mask, weights,
-                                 log=lambda s: None, keep_model=keep)
-        save_oof(profile, task, kind, df, folds, p, setting, logs)
-        out[kind] = p
+    for call in oof_calls(task, profile, df, kinds, setting, weights):
+        p, logs = call.run(task, df, folds)
+        save_oof(profile, task, call.kind, df, folds, p, setting, logs)
+        out[call.kind] = p
     return out
 
 

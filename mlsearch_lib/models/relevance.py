@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 import pickle
 import shutil
 import tempfile
@@ -177,7 +178,7 @@ def cv_units(folds: np.ndarray) -> list[str]:
     return [f"fold{i}" for i in sorted(set(folds.tolist()))]
 
 
-def _unit_rows(folds: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray]:
+def unit_rows(folds: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray]:
     """(rows the unit's model trains on before ``train_mask``, rows it scores)."""
     if unit == "split":
         return folds == TRAIN_ONLY, folds != TRAIN_ONLY
@@ -204,7 +205,7 @@ def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, fol
     logs: list[Any] = []
     for unit in tqdm(units or cv_units(folds), desc=f"{task} {kind} folds", leave=False):
         done = run_dir / f"{unit}.npz"
-        rows, val = _unit_rows(folds, unit)
+        rows, val = unit_rows(folds, unit)
         if done.exists() and (unit != keep or _kept_model(run_dir, unit) is not None):
             saved = np.load(done, allow_pickle=False)
             oof[val] = saved["p"]
@@ -222,8 +223,9 @@ def cross_validate(kind: str, task: str, profile: Profile, df: pd.DataFrame, fol
             model.save(partial)
             shutil.rmtree(kept, ignore_errors=True)
             partial.replace(kept)
-        np.savez(done.with_suffix(".tmp.npz"), p=p, log=json.dumps(fit_log or {}, default=float))
-        done.with_suffix(".tmp.npz").replace(done)
+        tmp = done.with_suffix(f".{os.getpid()}.tmp.npz")  # one name per process: jobs may share the cache
+        np.savez(tmp, p=p, log=json.dumps(fit_log or {}, default=float))
+        tmp.replace(done)
         shutil.rmtree(run_dir / f"{unit}_ckpt", ignore_errors=True)  # only needed to resume this unit
         del model
         free_memory()  # the next unit's model must not sit beside this one (a 14B twice does not fit)

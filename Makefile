@@ -3,7 +3,9 @@ PYTHON ?= python3
 PROFILE ?= cpu
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# the paper-scale profiles install the gpu extra (CUDA torch, vLLM); every other one the CPU build
+EXTRA := $(if $(filter gpu gpu-qlora,$(PROFILE)),gpu,cpu)
+STAMP := $(VENV)/.installed-$(EXTRA)
 
 .PHONY: book test render bench
 
@@ -11,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 (the `cpu` extra) takes the local CPU wheel, never a multi-GB CUDA build
-	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRA),dev]'
 	touch $(STAMP)
 
 book: $(STAMP)  ## execute every notebook on $(PROFILE), then render reports/book.html (other profiles: reports/book/$(PROFILE)/)

@@ -104,6 +104,27 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     assert "00_eda.html" in index.read_text() and (index.parent / "00_eda.html").stat().st_size > 10000
 
 
+def test_the_gpu_books_code_path_runs_end_to_end_on_a_tiny_qwen2(isolated_outputs):
+    """gpu-smoke is gpu.yaml at test size: split mode, the causal LM with LoRA and SIT on, the QR,
+    DG and QT arms on a smaller model, Table 3's extra LLMs, the budget check, both submissions."""
+    done = _book("run", "--profile", "gpu-smoke")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "budget:" in done.stdout and "of 48 GPU-hours planned" in done.stdout
+    build, tables = isolated_outputs / "build" / "gpu-smoke", isolated_outputs / "out" / "reports" / "tables"
+    assert all(v["status"] == "ok" for v in json.loads((build / "run.json").read_text())["notebooks"].values())
+    for task in ("QC", "QI"):  # one line per held-out id (split mode: the dev share's part 0)
+        sub = pd.read_json(build / "submissions" / f"submit_{task}.txt", lines=True)
+        gold = pd.read_json(build / "submissions" / f"holdout_{task}_gold.txt", lines=True)
+        assert sub["id"].tolist() == gold["id"].tolist() and len(sub) and set(sub["prediction"]) <= {0, 1}
+        results = pd.read_csv(tables / f"04_results_{task}.csv", index_col=0)
+        assert "causal LM + LoRA" in results.index and results["roc_auc"].between(0, 1).all()
+    assert {p.parent.name.split("_")[1] for p in (build / "folds").glob("*/split.npz")} >= {"llm", "tfidf"}
+    t4 = pd.read_csv(tables / "06_table4_QI.csv", index_col=0)
+    assert list(t4.index) == ["none", "LT", "SIT", "DG", "LT+SIT+DG", "QR+LT+SIT+DG", "QR+LT+SIT+DG+QT"]
+    t3 = pd.read_csv(tables / "06_table3_QC.csv", index_col=0)
+    assert {"mlsearch/qwen2-tiny-random + LoRA", "Qwen2.5-7B-Instruct + LoRA"} <= set(t3.index)
+
+
 def test_failing_notebook_is_named_with_its_cell(isolated_outputs, synthetic_data):
     (synthetic_data.parent / "broken").mkdir(exist_ok=True)
     bad = synthetic_data.parent / "broken"

@@ -70,8 +70,6 @@ def test_qi_slots_and_empty_title():
 
 def test_a_flag_whose_tag_columns_are_missing_is_refused_not_silently_ignored():
     qi = read_task_file(__import__("pathlib").Path(__file__).parent / "fixtures" / "qi_multilingual.jsonl")
-    with pytest.raises(ValueError, match=r"prompt.sit is on but the QI rows have no sit column: notebook 02_tagging"):
-        PromptBuilder("QI", PromptConfig(sit=True)).pairs(qi)
     with pytest.raises(ValueError, match=r"no dg_tags / dg_desc column: notebook 03_description_generation"):
         PromptBuilder("QI", PromptConfig(dg=True)).fit(qi)
     with pytest.raises(ValueError, match="prompt.qt is on"):
@@ -84,6 +82,20 @@ def test_a_flag_whose_tag_columns_are_missing_is_refused_not_silently_ignored():
     assert tagged == PromptBuilder("QI", PromptConfig(icl=False)).pairs(qi)
     assert PromptBuilder("QC", PromptConfig(sit=True, dg=True, icl=False)).pairs(QC) == \
         PromptBuilder("QC", PromptConfig(icl=False)).pairs(QC)
+
+
+def test_sit_is_computed_in_the_prompt_path_for_rows_that_come_without_it():
+    """Held-out, test and predict rows carry no 02 tags: the builder tags their titles itself, as
+    02 does (without 02's QC leaf), and keeps a sit column that comes with the rows."""
+    from mlsearch_lib.features.sit import tag_items
+
+    qi = read_task_file(__import__("pathlib").Path(__file__).parent / "fixtures" / "qi_multilingual.jsonl")
+    pb = PromptBuilder("QI", PromptConfig(sit=True, icl=False))
+    computed = pb.pairs(qi)
+    assert computed == pb.pairs(qi.assign(sit=tag_items(qi).to_numpy()))
+    assert any("[ATTR]" in item for _, item in computed)
+    assert pb.pairs(qi.assign(sit="colour: teal"))[0][1].endswith("[ATTR] colour: teal")
+    assert len(pb.prompts(qi)) == len(qi) and "[ATTR]" in "".join(p.body for p in pb.prompts(qi))
 
 
 def test_state_round_trip():

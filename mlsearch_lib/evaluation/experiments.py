@@ -353,12 +353,16 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     """Train what the profile submits (:func:`submitted_kind`) and save it with its thresholds.
 
     With ``hold_out_fold`` set (no official test file at hand), that fold is left out so the
-    submission written for it is a genuine held-out check; otherwise every row trains. A stack's
+    submission written for it is a genuine held-out check; otherwise every row trains, except in
+    split mode, where the model cross-validation trained on the non-dev rows is submitted (its
+    thresholds and stack weights come from the dev rows it never saw). A stack's
     parts are trained on the same rows, and its weights are fit on their out-of-fold p(yes) of
     those rows (saved by notebook 04).
     """
     mask = train_mask(df, profile)
     train = mask if hold_out_fold is None else mask & (folds != hold_out_fold)
+    if hold_out_fold is None and not scored(folds).all():
+        hold_out_fold = HOLDOUT_FOLD  # split mode: the split model is submitted (trained once, on the non-dev rows)
     directory = run_dir(profile) / "models" / task
     if profile.stack_with:
         kinds = [profile.stack_with, profile.backbone]
@@ -409,6 +413,33 @@ def _full(keep: np.ndarray, p: np.ndarray) -> np.ndarray:
     return out
 
 
+def tagged_input(task: Task, profile: Profile, path: Path, out: Path) -> Path:
+    """``path`` (an official dev/test file) with the generated tags the submitted model reads:
+    DG for QI and QT, from the generation cache, generating what it lacks (a rerun resumes: every
+    finished row is cached). ``path`` itself when the model reads none (SIT is computed by the
+    prompt builder for every row)."""
+    from mlsearch_lib.data.records import read_task_file
+    from mlsearch_lib.features import generation
+
+    prompt = profile.for_task(task).prompt
+    needs_dg, needs_qt = task == "QI" and prompt.dg, prompt.qt
+    df = read_task_file(path, task=task)
+    if not (needs_dg and "dg_tags" not in df) and not (needs_qt and "query_en" not in df):
+        return path
+    gen, cache = profile.generation, generation.default_cache()
+    generator = generation.make_generator(gen)
+    if needs_dg and "dg_tags" not in df:
+        described, _ = generation.describe(df, generator, gen, profile.seed, cache)
+        df = df.assign(dg_tags=described["dg_tags"].to_numpy(), dg_desc=described["dg_desc"].to_numpy())
+    if needs_qt and "query_en" not in df:
+        translated, _ = generation.translate(df, generator, gen, profile.seed, cache)
+        df = df.assign(query_en=df["id"].map(dict(zip(translated["id"], translated["query_en"]))).fillna("").to_numpy())
+    df.drop(columns=[c for c in ("label", "empty_title") if c in df]).to_json(
+        out.with_suffix(".tmp"), orient="records", lines=True, force_ascii=False)
+    out.with_suffix(".tmp").replace(out)
+    return out
+
+
 def write_holdout_file(df: pd.DataFrame, folds: np.ndarray, fold: int, path: Path) -> tuple[Path, Path]:
     """The held-out fold as an unlabelled input file and a labelled gold file (official schema)."""
     from mlsearch_lib.data.records import ITEM_FIELD
@@ -416,7 +447,8 @@ def write_holdout_file(df: pd.DataFrame, folds: np.ndarray, fold: int, path: Pat
     rows = df[folds == fold]
     item = ITEM_FIELD[df.attrs.get("task") or ("QC" if "category_path" in df else "QI")]
     cols = ["id", "language", "origin_query", item]
-    rows[cols].to_json(path, orient="records", lines=True, force_ascii=False)
+    tags = [c for c in TAG_COLUMNS if c in rows]  # its rows' 02/03 tags travel with them, as a test file's would
+    rows[cols + tags].to_json(path, orient="records", lines=True, force_ascii=False)
     gold = path.with_name(path.stem + "_gold.txt")
     rows[cols + ["label"]].to_json(gold, orient="records", lines=True, force_ascii=False)
     return path, gold

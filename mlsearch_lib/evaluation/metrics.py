@@ -8,9 +8,15 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 
 def scores(y: np.ndarray, p: np.ndarray, threshold: float | np.ndarray = 0.5) -> dict[str, float]:
-    """F1 of the positive class at ``threshold`` (scalar or per row), ROC-AUC, PR-AUC."""
-    y = np.asarray(y).astype(int)
+    """F1 of the positive class at ``threshold`` (scalar or per row), ROC-AUC, PR-AUC, over the rows
+    that have a p(yes) (split mode leaves the train-only rows NaN: they are not scored)."""
     p = np.asarray(p, dtype=float)
+    keep = np.isfinite(p)
+    threshold = np.asarray(threshold, dtype=float)
+    y, p, threshold = np.asarray(y).astype(int)[keep], p[keep], threshold[keep] if threshold.ndim else threshold
+    if not len(y):  # e.g. a dev part without an unseen-language row
+        return {"rows": 0, "positive_rate": float("nan"), "f1": float("nan"), "roc_auc": float("nan"),
+                "pr_auc": float("nan")}
     both = len(np.unique(y)) == 2
     return {
         "rows": int(len(y)),
@@ -37,8 +43,9 @@ def auc_delta_interval(y: np.ndarray, p: np.ndarray, ref: np.ndarray, groups: np
     """ROC-AUC of ``p`` minus that of ``ref`` on the same rows, and a ``level`` percentile interval
     from a paired bootstrap over ``groups``: the rows of one query are drawn together, since they
     are not independent, and both models are scored on every resample."""
-    y = np.asarray(y).astype(int)
-    groups = np.arange(len(y)) if groups is None else pd.factorize(np.asarray(groups))[0]
+    keep = np.isfinite(np.asarray(p, dtype=float)) & np.isfinite(np.asarray(ref, dtype=float))  # scored rows
+    y, p, ref = np.asarray(y).astype(int)[keep], np.asarray(p)[keep], np.asarray(ref)[keep]
+    groups = np.arange(len(y)) if groups is None else pd.factorize(np.asarray(groups)[keep])[0]
     n = int(groups.max()) + 1
     rng = np.random.default_rng(seed)
     auc_p, auc_ref = _WeightedAUC(y, p), _WeightedAUC(y, ref)

@@ -12,8 +12,10 @@ from sklearn.metrics import precision_recall_curve
 
 
 def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """The threshold maximising F1 of the positive class, and that F1."""
-    precision, recall, thr = precision_recall_curve(np.asarray(y).astype(int), np.asarray(p, dtype=float))
+    """The threshold maximising F1 of the positive class, and that F1 (rows without a p(yes) ignored)."""
+    p = np.asarray(p, dtype=float)
+    keep = np.isfinite(p)
+    precision, recall, thr = precision_recall_curve(np.asarray(y).astype(int)[keep], p[keep])
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     best = int(np.argmax(f1[:-1])) if len(thr) else 0
     return (float(thr[best]) if len(thr) else 0.5), float(f1[best])
@@ -28,7 +30,8 @@ class Thresholds:
 
     @classmethod
     def tune(cls, languages: np.ndarray, y: np.ndarray, p: np.ndarray, shrinkage: float) -> "Thresholds":
-        languages = np.asarray(languages)
+        keep = np.isfinite(np.asarray(p, dtype=float))  # tuned on the rows that have a p(yes)
+        languages, y, p = np.asarray(languages)[keep], np.asarray(y)[keep], np.asarray(p, dtype=float)[keep]
         g, _ = best_f1_threshold(y, p)
         per = {}
         for lang in sorted(set(languages)):

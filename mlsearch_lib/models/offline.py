@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlsearch_lib.config.paths import model_cache_dir
+from mlsearch_lib.models.tiny_models import QWEN2_TINY_ID, convert_qwen2_tiny
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -68,6 +69,8 @@ def resolve_model(model_id: str | os.PathLike[str]) -> Path:
         return local
     model_id = str(model_id)
     hub_error: Exception | None = None
+    if model_id.startswith("mlsearch/"):  # made here (tiny test models), never on the hub
+        return _cached_conversion(model_id, _CONVERTERS[model_id])
     if hub_reachable():
         try:
             return _hub_snapshot(model_id)
@@ -361,4 +364,5 @@ def _convert_gemma(out: Path) -> dict:
             "note": "Q4_K_M weights dequantised to fp32"}
 
 
-_CONVERTERS: dict[str, Callable[[Path], dict]] = {E5_ID: _convert_e5, GEMMA_ID: _convert_gemma}
+_CONVERTERS: dict[str, Callable[[Path], dict]] = {E5_ID: _convert_e5, GEMMA_ID: _convert_gemma,
+                                                  QWEN2_TINY_ID: convert_qwen2_tiny}

@@ -28,7 +28,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import shutil
 import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -265,11 +267,17 @@ def vllm_scorer_for(scorer: Any) -> VLLMScorer:
     if cached is not None and cached[0] == state:
         return cached[1]
     model: str | Path = scorer.cfg.model
+    tmp = None
     if state:
         tmp = Path(tempfile.mkdtemp(prefix="mlsearch-vllm-"))
         scorer.save(tmp / "adapter")
         model = merge_adapter(tmp / "adapter", tmp / "merged")
+        shutil.rmtree(tmp / "adapter", ignore_errors=True)  # merged: the adapter copy is no longer needed
     kwargs = {"gpu_memory_utilization": _free_memory_share()} if torch.cuda.is_available() else {}
     vs = VLLMScorer.from_config(scorer.cfg, model=model, **kwargs)
-    scorer._vllm_scorer = (state, vs)
+    if cached is not None and cached[2] is not None:  # the merge of an older adapter state
+        shutil.rmtree(cached[2], ignore_errors=True)
+    if tmp is not None:  # removed with the scorer (or at exit), never left behind in /tmp
+        weakref.finalize(scorer, shutil.rmtree, tmp, True)
+    scorer._vllm_scorer = (state, vs, tmp)
     return vs

@@ -108,7 +108,7 @@ def test_a_per_task_override_reaches_that_tasks_model_and_cache_key_only(qc):
 
 
 def test_the_held_out_final_model_is_the_one_cross_validation_kept(isolated_outputs, qc, monkeypatch):
-    from mlsearch_lib.evaluation import experiments
+    from mlsearch_lib.evaluation import experiments, submission
     from mlsearch_lib.evaluation.thresholds import Thresholds
 
     df, folds = qc
@@ -117,7 +117,7 @@ def test_the_held_out_final_model_is_the_one_cross_validation_kept(isolated_outp
     held_out = df[folds == experiments.HOLDOUT_FOLD].reset_index(drop=True)
     real_fit = relevance.RelevanceModel.fit
     monkeypatch.setattr(relevance.RelevanceModel, "fit", lambda *a, **k: pytest.fail("trained again"))
-    reused = experiments.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
+    reused = submission.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
     np.testing.assert_array_equal(relevance.RelevanceModel.load(reused).predict_proba(held_out),
                                   p[folds == experiments.HOLDOUT_FOLD])
     assert (reused / "thresholds.json").is_file()
@@ -126,7 +126,7 @@ def test_the_held_out_final_model_is_the_one_cross_validation_kept(isolated_outp
                                     experiments.HOLDOUT_FOLD, experiments.train_mask(df, prof))
     shutil.rmtree(kept)
     monkeypatch.setattr(relevance.RelevanceModel, "fit", real_fit)
-    trained = experiments.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
+    trained = submission.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
     np.testing.assert_allclose(relevance.RelevanceModel.load(trained).predict_proba(held_out),
                                p[folds == experiments.HOLDOUT_FOLD], atol=1e-6)
 
@@ -180,7 +180,7 @@ def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_
     from sklearn.linear_model import LogisticRegression
 
     from mlsearch_lib.__main__ import predict_file
-    from mlsearch_lib.evaluation import experiments
+    from mlsearch_lib.evaluation import experiments, submission
     from mlsearch_lib.evaluation.thresholds import Thresholds
     from mlsearch_lib.models.stacking import StackedModel
 
@@ -188,7 +188,7 @@ def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_
     prof = load_profile("tiny", {"backbone": "tfidf", "stack_with": "bi_encoder"})
     assert experiments.submitted_kind(prof) == "stacked"
     oofs = experiments.out_of_fold("QC", prof, df, folds, ["tfidf", "bi_encoder"])
-    directory = experiments.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
+    directory = submission.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
     stack = load_model(directory)
     assert isinstance(stack, StackedModel) and list(stack.parts) == ["bi_encoder", "tfidf"]
     assert not directory.with_name("QC.partial").exists() and (directory / "thresholds.json").is_file()
@@ -204,7 +204,7 @@ def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_
     expected = expit(parts @ ref.coef_[0] + ref.intercept_[0])
     np.testing.assert_allclose(stack.predict_proba(held_out), expected, atol=1e-6)
     # and the prediction CLI reads the stack like any model
-    src, _ = experiments.write_holdout_file(df, folds, experiments.HOLDOUT_FOLD, isolated_outputs / "held.txt")
+    src, _ = submission.write_holdout_file(df, folds, experiments.HOLDOUT_FOLD, isolated_outputs / "held.txt")
     out = predict_file("QC", directory, src, isolated_outputs / "pred.jsonl")
     np.testing.assert_allclose(out["p_yes"], expected, atol=1e-6)
 

@@ -10,7 +10,7 @@ import pytest
 from mlsearch_lib.config.profiles import ProfileError, load_profile
 from mlsearch_lib.data.folds import TRAIN_ONLY, grouped_split, query_groups, scored
 from mlsearch_lib.data.records import read_task_file
-from mlsearch_lib.evaluation import ablation, experiments
+from mlsearch_lib.evaluation import ablation, experiments, submission
 from mlsearch_lib.models import relevance
 
 
@@ -53,11 +53,11 @@ def test_tables_read_the_dev_rows_only(qc, tmp_path):
             for k in ("all_yes", "tfidf")}
     table = experiments.results_table(qc, folds, oofs)
     assert table["roc_auc"].notna().all() and table.loc['all "yes"', "roc_auc"] == 0.5
-    thresholds, _ = experiments.thresholds_table(qc, oofs["tfidf"], 200.0, folds)
+    thresholds, _ = submission.thresholds_table(qc, oofs["tfidf"], 200.0, folds)
     assert thresholds["at 0.5"].notna().all()
     per_arm = ablation.compare(qc["label"].to_numpy(), folds, oofs, baseline="all_yes")
     assert (per_arm["rows"] == dev.sum()).all()
-    curve, ece = experiments.reliability(qc["label"].to_numpy(), oofs["tfidf"])
+    curve, ece = submission.reliability(qc["label"].to_numpy(), oofs["tfidf"])
     assert curve["rows"].sum() == dev.sum() and 0 <= ece <= 1
     by_lang = experiments.per_language_table(qc, oofs, {})
     assert by_lang.loc[("all", 'all "yes"'), "rows"] == dev.sum()

@@ -65,7 +65,7 @@ def test_save_and_load_round_trip_keeps_examples(tmp_path, qc):
     df, _ = qc
     model = relevance.RelevanceModel("tfidf", "QC", load_profile("tiny"))
     model.fit(df)
-    again = relevance.RelevanceModel.load(model.save(tmp_path / "m"))
+    again = relevance.RelevanceModel.load(model.save(tmp_path / "m"), trust=True)
     assert again.builder.examples == model.builder.examples
     assert np.allclose(again.predict_proba(df), model.predict_proba(df))
     with pytest.raises(FileNotFoundError, match="not a saved mlsearch model"):

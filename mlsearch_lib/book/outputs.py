@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlsearch_lib.config.paths import build_dir, ensure, figures_dir, tables_dir
+from mlsearch_lib.config.paths import build_dir, ensure, figures_dir, tables_dir, write_atomically
 from mlsearch_lib.config.profiles import Profile, load_profile
 from mlsearch_lib.config.seeds import seed_everything
 
@@ -57,15 +57,15 @@ def save_figure(name: str, fig: Any = None) -> Path:
 
     fig = fig or plt.gcf()
     path = ensure(figures_dir()) / f"{_stem(name)}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
 
 
 def save_table(name: str, df: pd.DataFrame, floatfmt: str = ".4f") -> pd.DataFrame:
     """Write ``reports/tables/NN_name.csv`` and ``.md``; returns ``df`` so a cell can display it."""
     out = ensure(tables_dir())
-    df.to_csv(out / f"{_stem(name)}.csv", index=not isinstance(df.index, pd.RangeIndex))
-    (out / f"{_stem(name)}.md").write_text(markdown_table(df, floatfmt) + "\n", encoding="utf-8")
+    write_atomically(out / f"{_stem(name)}.csv", lambda tmp: df.to_csv(tmp, index=not isinstance(df.index, pd.RangeIndex)))
+    text = markdown_table(df, floatfmt) + "\n"
+    write_atomically(out / f"{_stem(name)}.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return df
 
 

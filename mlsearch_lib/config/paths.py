@@ -9,6 +9,8 @@ and ``MLSEARCH_MODEL_CACHE`` (converted offline model copies).
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -94,3 +96,29 @@ def ensure(path: Path) -> Path:
     """Create ``path`` (a directory) if needed and return it."""
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` into a temporary sibling of ``path``, then rename it over ``path``: a reader never
+    sees half a file, and an interrupted write leaves the previous one whole."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # same suffix: writers that infer formats
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def replace_dir(new: Path, target: Path) -> Path:
+    """Put the complete directory ``new`` in place of ``target`` (the old one is moved aside first,
+    then removed: at no moment is there a half-written ``target``)."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.replace(old)
+    new.replace(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+

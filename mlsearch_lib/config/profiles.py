@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from mlsearch_lib.config.paths import PROJECT_ROOT
 
@@ -41,7 +41,7 @@ class DataConfig(_Strict):
     qi_file: str = "QI/train_QI_homedepot.txt"
     qi_standin: bool = True  # label every QI result "stand-in, English"
     # per task, a stratified sample of the training file; None = all rows
-    max_rows: dict[Literal["QC", "QI"], int | None] = Field(default_factory=lambda: {"QC": None, "QI": None})
+    max_rows: dict[Literal["QC", "QI"], PositiveInt | None] = Field(default_factory=lambda: {"QC": None, "QI": None})
 
 
 class PromptConfig(_Strict):
@@ -65,15 +65,15 @@ class EncoderConfig(_Strict):
     """Cross-encoder backbone (query and category/title as a text pair)."""
 
     model: str = "intfloat/multilingual-e5-small"
-    max_length: int = 64
-    batch_size: int = 32
-    epochs: float = 1.0
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
+    max_length: PositiveInt = 64
+    batch_size: PositiveInt = 32
+    epochs: float = Field(1.0, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
     freeze_embeddings: bool = True
     lora: bool = False
-    max_train_rows: int | None = None
+    max_train_rows: PositiveInt | None = None
     #: None: fine-tune every layer. N: train only the top N layers, the pooler and the head on
     #: cached outputs of the frozen layers below, so a CPU epoch sees every row at ~N/12 the cost.
     train_top_layers: int | None = Field(default=None, ge=1)
@@ -102,31 +102,31 @@ class LLMConfig(_Strict):
     """Causal-LM backbone with LoRA; p(yes) from the yes/no logits in one forward pass."""
 
     model: str = "google/gemma-3-270m"
-    lora_r: int = 16
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    lora_r: PositiveInt = 16
+    lora_alpha: PositiveInt = 16
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
-    lr: float = 1e-4
+    lr: float = Field(1e-4, gt=0)
     scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
-    epochs: float = 2.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    cutoff_len: int = 1024
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    epochs: float = Field(2.0, gt=0)
+    batch_size: PositiveInt = 8
+    grad_accum: PositiveInt = 1
+    cutoff_len: PositiveInt = 1024
     load_in_4bit: bool = False
     bf16: bool = False  # or "auto", as for the encoder
     bf16_auto = field_validator("bf16", mode="before")(_bf16_field)
     gradient_checkpointing: bool = False  # recompute each layer in backward: ~L x less activation memory
-    max_train_rows: int | None = None
-    score_batch_size: int = 16
+    max_train_rows: PositiveInt | None = None
+    score_batch_size: PositiveInt = 16
     # scoring batches pad a row by at most this share of its batch's longest row. On a CPU every pad
     # costs a real token (sorting alone left ~12% of the scoring benchmark's body tokens as pads); on
     # a GPU each batch's fixed cost dominates short bodies: the gpu profiles take 1.0 (reports/bench/gpu.md)
     pad_slack: float = Field(0.1, ge=0.0)
     engine: Literal["transformers", "vllm"] = "transformers"  # scoring engine; vllm: the optional gpu extra
-    tensor_parallel_size: int = 1  # vllm scoring: GPUs one model is split over
+    tensor_parallel_size: PositiveInt = 1  # vllm scoring: GPUs one model is split over
 
 
 class GenerationConfig(_Strict):
@@ -134,14 +134,14 @@ class GenerationConfig(_Strict):
 
     engine: Literal["transformers", "vllm"] = "transformers"  # vllm: the optional gpu extra
     model: str = "google/gemma-3-270m"
-    tensor_parallel_size: int = 1  # vllm only
-    temperature: float = 0.2  # the seed's DG sampling
-    top_p: float = 0.9
-    max_new_tokens: int = 256
-    qt_max_new_tokens: int = 32
-    batch_size: int = 8
-    dg_rows: int | None = None  # QI rows described (a sample); None = every row
-    qt_rows: int | None = None  # non-English queries translated per task; None = every one
+    tensor_parallel_size: PositiveInt = 1  # vllm only
+    temperature: float = Field(0.2, ge=0)  # the seed's DG sampling
+    top_p: float = Field(0.9, gt=0, le=1)
+    max_new_tokens: PositiveInt = 256
+    qt_max_new_tokens: PositiveInt = 32
+    batch_size: PositiveInt = 8
+    dg_rows: PositiveInt | None = None  # QI rows described (a sample); None = every row
+    qt_rows: PositiveInt | None = None  # non-English queries translated per task; None = every one
     template: str = "generation"  # a file in mlsearch_lib/templates/
 
 
@@ -155,9 +155,9 @@ class ValidationConfig(_Strict):
     #: into ``folds`` query-grouped parts for fold noise and for thresholds tuned on the other parts.
     mode: Literal["folds", "split"] = "folds"
     dev_share: float = Field(0.1, gt=0, lt=1)
-    folds: int = 5
+    folds: int = Field(5, ge=2)
     train_languages: list[str] | None = None
-    threshold_shrinkage: float = 200.0  # rows at which a language's own threshold gets half weight
+    threshold_shrinkage: float = Field(200.0, ge=0)  # rows at which a language's own threshold gets half weight
     # models also run in the official setting (train en es fr ja ko pt, evaluate on all)
     official_models: list[Backbone] = Field(default_factory=lambda: ["tfidf"])
 
@@ -175,15 +175,21 @@ class RefineConfig(_Strict):
     model: Backbone = "tfidf"  # gives the out-of-fold p(yes) the model rule reads
     eval_model: Backbone = "tfidf"  # trained once per action to measure what refinement buys
     model_rule: bool = True
-    hi: float = 0.9  # label 0 with out-of-fold p(yes) >= hi is doubtful
-    lo: float = 0.1  # label 1 with p(yes) <= lo is doubtful
+    hi: float = Field(0.9, ge=0, le=1)  # label 0 with out-of-fold p(yes) >= hi is doubtful
+    lo: float = Field(0.1, ge=0, le=1)  # label 1 with p(yes) <= lo is doubtful
     lexical_rule: bool = True
-    neg_percentile: float = 90.0  # HI = this percentile of label-0 similarity, per language
-    pos_percentile: float = 10.0  # LO = this percentile of label-1 similarity
-    min_language_rows: int = 100  # languages with fewer rows use the global thresholds
+    neg_percentile: float = Field(90.0, ge=0, le=100)  # HI = this percentile of label-0 similarity, per language
+    pos_percentile: float = Field(10.0, ge=0, le=100)  # LO = this percentile of label-1 similarity
+    min_language_rows: PositiveInt = 100  # languages with fewer rows use the global thresholds
     keyword_rule: bool = True
     keywords_file: str = "qr_keywords.yaml"  # in mlsearch_lib/resources/
-    min_weight: float = 0.2  # floor of a down-weighted row's training weight
+    min_weight: float = Field(0.2, ge=0, le=1)  # floor of a down-weighted row's training weight
+
+    @model_validator(mode="after")
+    def _hi_above_lo(self) -> "RefineConfig":
+        if self.hi < self.lo:
+            raise ValueError(f"hi ({self.hi}) must not be below lo ({self.lo})")
+        return self
 
 
 Flag = Literal["qr", "lt", "hct", "sit", "dg", "qt", "icl", "cot"]
@@ -214,7 +220,8 @@ class AblationConfig(_Strict):
 
 
 class Profile(_Strict):
-    name: str
+    #: names folders under build/ and reports/: a plain name, never a path
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     seed: int = 13
     backbone: Backbone = "encoder"  # the main model: notebook 05 predicts with it
     compare: list[Backbone] = Field(default_factory=list)  # also trained and reported in 04

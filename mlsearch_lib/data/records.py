@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import re
 import unicodedata
@@ -49,10 +50,29 @@ def split_category(path: str) -> list[str]:
     return [level.strip() for level in re.split(r",(?! )", path) if level.strip()]
 
 
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise DataFormatError(path, 0, None, "a directory, not a file")
+    if not path.is_file():
+        raise DataFormatError(path, 0, None, "no such file")
+
+
+def _decoded(path: Path, lineno: int, raw: bytes) -> str:
+    """One line as text: UTF-8 (a byte-order mark on the first line is dropped), else a located error."""
+    try:
+        return raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, lineno, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}): "
+                              "save the file as UTF-8") from None
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) per non-blank line; malformed lines raise :class:`DataFormatError`."""
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    path = Path(path)
+    _check_file(path)
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = _decoded(path, lineno, raw)
             if not line.strip():
                 continue
             try:
@@ -65,10 +85,19 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _rows_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        for row in reader:
-            yield reader.line_num, {k: v for k, v in row.items() if k is not None}
+    _check_file(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark would otherwise glue itself to the first header
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataFormatError(path, line, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x}): save the file as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        if None in row:  # more cells than the header has columns
+            raise DataFormatError(path, reader.line_num, None, f"{len(reader.fieldnames or []) + len(row[None])} cells, "
+                                  f"but the header has {len(reader.fieldnames or [])} columns")
+        yield reader.line_num, row
 
 
 def detect_task(fields: Iterable[str]) -> Task:
@@ -79,9 +108,11 @@ def detect_task(fields: Iterable[str]) -> Task:
     raise KeyError("neither 'category_path' (QC) nor 'item_title' (QI)")
 
 
-def _parse_id(value: Any) -> int | str:
-    if isinstance(value, bool):
-        raise ValueError
+def parse_id(value: Any) -> int | str:
+    """An integer (or a string of digits) or a non-empty string; never null, a bool or a float (``1.0``
+    beside ``1`` would be two ids, ``1.9`` is not an id)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError  # null, true, 1.0, 1.9, [1], {...}
     if isinstance(value, int):
         return value
     text = str(value).strip()
@@ -124,15 +155,20 @@ def read_task_file(path: str | Path, task: Task | None = None) -> pd.DataFrame:
             if field not in row:
                 raise DataFormatError(path, lineno, field, f"missing (a {task} row needs {', '.join((*REQUIRED, item))})")
         try:
-            rid = _parse_id(row["id"])
+            rid = parse_id(row["id"])
         except ValueError:
             raise DataFormatError(path, lineno, "id", f"not a valid id: {row['id']!r}") from None
         if rid in seen:
             raise DataFormatError(path, lineno, "id", f"duplicate id {rid!r} (first on line {seen[rid]})")
         seen[rid] = lineno
         query = row["origin_query"]
-        if not isinstance(query, str) or not query.strip():
+        if not isinstance(query, str):
+            raise DataFormatError(path, lineno, "origin_query", f"expected text, got {query!r}")
+        if not query.strip():
             raise DataFormatError(path, lineno, "origin_query", f"empty query: {query!r}")
+        language = row["language"]
+        if not isinstance(language, str) or not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)?", language.strip()):
+            raise DataFormatError(path, lineno, "language", f"expected a language code such as 'en', got {language!r}")
         text = row[item]
         if text is None:
             text = ""
@@ -146,7 +182,7 @@ def read_task_file(path: str | Path, task: Task | None = None) -> pd.DataFrame:
         elif labelled != has_label:
             raise DataFormatError(path, lineno, "label", "present on some rows and absent on others")
         rec = dict(row)
-        rec.update(id=rid, language=str(row["language"] or "").strip().lower(), origin_query=query, **{item: text})
+        rec.update(id=rid, language=language.strip().lower(), origin_query=query, **{item: text})
         if has_label:
             try:
                 rec["label"] = _parse_label(row["label"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlsearch_lib.config.paths import build_dir, ensure
+from mlsearch_lib.config.paths import build_dir, ensure, write_atomically
 from mlsearch_lib.config.profiles import Profile
 from mlsearch_lib.data.folds import (
     OFFICIAL_TRAIN_LANGUAGES,
@@ -158,8 +158,9 @@ def save_oof(profile: Profile, task: str, kind: str, df: pd.DataFrame, folds: np
              setting: str = "all", logs: list | None = None) -> Path:
     """One model's out-of-fold p(yes) beside id, language, label and fold (and its training logs)."""
     path = oof_path(profile, task, kind, setting)
-    df[["id", "language", "label"]].assign(fold=folds, p_yes=p).to_csv(path, index=False)
-    path.with_suffix(".logs.json").write_text(json.dumps(logs or [], default=float), encoding="utf-8")
+    write_atomically(path, lambda tmp: df[["id", "language", "label"]].assign(fold=folds, p_yes=p).to_csv(tmp, index=False))
+    text = json.dumps(logs or [], default=float)
+    write_atomically(path.with_suffix(".logs.json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 

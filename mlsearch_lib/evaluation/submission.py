@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlsearch_lib.config.paths import replace_dir
 from mlsearch_lib.config.profiles import Profile
 from mlsearch_lib.data.folds import scored
 from mlsearch_lib.data.records import Task
@@ -77,21 +78,20 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     if hold_out_fold is None and not scored(folds).all():
         hold_out_fold = HOLDOUT_FOLD  # split mode: the split model is submitted (trained once, on the non-dev rows)
     directory = run_dir(profile) / "models" / task
+    partial = directory.with_name(directory.name + ".partial")  # the whole model, thresholds included, then renamed
+    shutil.rmtree(partial, ignore_errors=True)
     if profile.stack_with:
         kinds = [profile.stack_with, profile.backbone]
-        partial = directory.with_name(directory.name + ".partial")  # named only when whole
         for kind in kinds:
             _final_part(kind, task, profile, df, folds, train, hold_out_fold, partial / "parts" / kind)
         parts = [load_oof(profile, task, k)["p_yes"].to_numpy() for k in kinds]
         fit = train & np.isfinite(parts[0])  # split mode: the dev rows, the ones with out-of-fold p(yes)
         stacker = stacking.fit_stacker([p[fit] for p in parts], df["label"].to_numpy()[fit])
         stacking.save_stack(partial, task, kinds, stacker)
-        shutil.rmtree(directory, ignore_errors=True)
-        partial.replace(directory)
     else:
-        _final_part(profile.backbone, task, profile, df, folds, train, hold_out_fold, directory)
-    (directory / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
-    return directory
+        _final_part(profile.backbone, task, profile, df, folds, train, hold_out_fold, partial)
+    (partial / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
+    return replace_dir(partial, directory)
 
 
 def _final_part(kind: str, task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarray, train: np.ndarray,
@@ -101,15 +101,13 @@ def _final_part(kind: str, task: Task, profile: Profile, df: pd.DataFrame, folds
     kept = None if hold_out_fold is None else fold_model_dir(
         kind, task, profile, df, folds, run_dir(profile) / "folds", hold_out_fold, train_mask(df, profile))
     if kept is not None:
-        shutil.rmtree(directory, ignore_errors=True)
         shutil.copytree(kept, directory)
         print(f"{task}: the {LABELS[kind]} cross-validation trained for fold {hold_out_fold} is reused ({kept})")
         return
     checkpoints = directory.with_name(directory.name + "_ckpt")  # only needed to resume this training
     model = RelevanceModel(kind, task, profile)
     model.fit(df[train].reset_index(drop=True), output_dir=checkpoints)
-    shutil.rmtree(directory, ignore_errors=True)  # only once the new model exists: an interrupted fit keeps the old
-    model.save(directory)
+    model.save(directory)  # into the caller's .partial directory: an interrupted fit keeps the old model
     shutil.rmtree(checkpoints, ignore_errors=True)
 
 

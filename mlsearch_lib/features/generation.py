@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 from mlsearch_lib.config.hardware import default_device, native_bf16
 from mlsearch_lib.config.paths import build_dir, ensure
 from mlsearch_lib.config.profiles import GenerationConfig
+from mlsearch_lib.data.records import DataFormatError, iter_jsonl
 from mlsearch_lib.features.prompts import QT_LANGUAGE, load_template
 from mlsearch_lib.models import engines
 
@@ -132,17 +134,25 @@ def make_generator(cfg: GenerationConfig) -> Generator:
 
 
 # -- the cache -------------------------------------------------------------------------------
+class CacheError(RuntimeError):
+    """The cache file is not an SQLite generation cache; the message names it and what to do."""
+
+
 class GenerationCache:
     """Generated texts in SQLite, one row per (model, template, params, prompt) key."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         ensure(self.path.parent)
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS generated (key TEXT PRIMARY KEY, model TEXT, prompt TEXT,"
-                        " output TEXT, seconds REAL, created REAL)")
-        self.db.commit()
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS generated (key TEXT PRIMARY KEY, model TEXT, prompt TEXT,"
+                            " output TEXT, seconds REAL, created REAL)")
+            self.db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"{self.path}: not a generation cache ({exc}); move it aside or pass another --cache "
+                             "(the outputs it held are generated again)") from None
 
     @staticmethod
     def key(model_id: str, template: str, params: GenerationParams, prompt: str) -> str:
@@ -280,21 +290,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--model", default=GenerationConfig().model)
     ap.add_argument("--input", required=True, type=Path, help="JSON lines with a 'prompt' field")
     ap.add_argument("--cache", type=Path, help="SQLite file (default: build/cache/generation.sqlite)")
-    ap.add_argument("--output", type=Path, help="JSON lines {prompt, output}, in input order")
+    ap.add_argument("--output", type=Path, help="JSON lines {prompt, output}, in input order (written to OUTPUT.partial, then renamed)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=GenerationParams.max_new_tokens)
     ap.add_argument("--temperature", type=float, default=GenerationParams.temperature)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    prompts = [json.loads(line)["prompt"] for line in args.input.read_text(encoding="utf-8").splitlines() if line.strip()]
-    cache = GenerationCache(args.cache) if args.cache else default_cache()
+    try:
+        prompts = read_prompts(args.input)
+        if args.output:
+            partial = args.output.with_name(args.output.name + ".partial")
+            for path in (args.output, partial):
+                if path.exists() and not args.overwrite:
+                    raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+        cache = GenerationCache(args.cache) if args.cache else default_cache()
+    except (DataFormatError, FileExistsError, CacheError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     texts, stats = generate_cached(TransformersGenerator(args.model, args.batch_size), prompts, params, cache,
                                    batch_size=args.batch_size)
     if args.output:
-        args.output.write_text("".join(json.dumps({"prompt": p, "output": t}, ensure_ascii=False) + "\n"
-                                       for p, t in zip(prompts, texts)), encoding="utf-8")
+        partial.write_text("".join(json.dumps({"prompt": p, "output": t}, ensure_ascii=False) + "\n"
+                                   for p, t in zip(prompts, texts)), encoding="utf-8")
+        partial.replace(args.output)
     print(json.dumps(stats))
+
+
+def read_prompts(path: Path) -> list[str]:
+    """The ``prompt`` of every line of a JSON-lines file; a line without one is a located error."""
+    prompts = []
+    for lineno, rec in iter_jsonl(path):
+        if not isinstance(rec.get("prompt"), str):
+            raise DataFormatError(path, lineno, "prompt", "missing" if "prompt" not in rec else f"expected text, got {rec['prompt']!r}")
+        prompts.append(rec["prompt"])
+    return prompts
 
 
 if __name__ == "__main__":

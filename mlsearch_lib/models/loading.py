@@ -11,9 +11,12 @@ from mlsearch_lib.models.relevance import RelevanceModel
 from mlsearch_lib.models.stacking import KIND, StackedModel
 
 
-def load_model(directory: Path) -> RelevanceModel | StackedModel:
-    """The model saved in ``directory``; both kinds have ``task`` and ``predict_proba(df)``."""
+def load_model(directory: Path, trust: bool = False) -> RelevanceModel | StackedModel:
+    """The model saved in ``directory``; both kinds have ``task`` and ``predict_proba(df)``
+    (``trust``: see :meth:`RelevanceModel.load <mlsearch_lib.models.relevance.RelevanceModel.load>`)."""
     meta_path = Path(directory) / "mlsearch_model.json"
-    if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("kind") == KIND:
-        return StackedModel.load(directory)
-    return RelevanceModel.load(directory)
+    try:
+        stacked = meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("kind") == KIND
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"{meta_path}: not a readable model description ({exc})") from None
+    return StackedModel.load(directory, trust) if stacked else RelevanceModel.load(directory, trust)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mlsearch_lib.config.paths import ensure
+from mlsearch_lib.config.paths import build_dir, ensure
 from mlsearch_lib.config.profiles import Profile
 from mlsearch_lib.data.folds import TRAIN_ONLY, grouped_folds
 from mlsearch_lib.features.prompts import PromptBuilder
@@ -55,6 +55,14 @@ def _backbone_class(kind: str) -> type:
 
         return CausalLMScorer
     raise ValueError(f"unknown backbone {kind!r} (known: {', '.join(KINDS)})")
+
+
+class UntrustedModel(PermissionError):
+    """A model directory whose weights would execute code on load, from outside the build dir."""
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
 def _backbone(kind: str, profile: Profile) -> Any:
@@ -108,20 +116,34 @@ class RelevanceModel:
         return directory
 
     @classmethod
-    def load(cls, directory: Path) -> "RelevanceModel":
+    def load(cls, directory: Path, trust: bool = False) -> "RelevanceModel":
+        """The model saved in ``directory``. The scikit-learn backbones are pickles, and unpickling
+        runs code: they are read only from this checkout's build dir (models its runs wrote) or with
+        ``trust`` (``predict --trust-model``), never from any directory handed over."""
         directory = Path(directory)
         meta_path = directory / "mlsearch_model.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{directory} is not a saved mlsearch model (no mlsearch_model.json)")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        model = cls.__new__(cls)
-        model.kind, model.task = meta["kind"], meta["task"]
-        model.profile = Profile.model_validate(meta["profile"])
-        model.builder = PromptBuilder.from_state(meta["builder"])
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            model = cls.__new__(cls)
+            model.kind, model.task = meta["kind"], meta["task"]
+            model.profile = Profile.model_validate(meta["profile"])
+            model.builder = PromptBuilder.from_state(meta["builder"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{meta_path}: not a readable model description ({type(exc).__name__}: {exc})") from None
         if model.kind in ("encoder", "llm"):
             model.backbone = _backbone_class(model.kind).load(directory / "backbone")  # no base model loaded twice
-        else:
-            model.backbone = pickle.loads((directory / "backbone.pkl").read_bytes())
+            return model
+        pkl = directory / "backbone.pkl"
+        if not (trust or _inside(directory, build_dir())):
+            raise UntrustedModel(f"{pkl} is a pickle, and loading it runs whatever code it holds; it is outside "
+                                 f"this checkout's build dir ({build_dir()}). Pass --trust-model (trust=True) "
+                                 "only for a model whose origin you trust.")
+        try:
+            model.backbone = pickle.loads(pkl.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            raise ValueError(f"{pkl}: unreadable weights ({type(exc).__name__}: {exc})") from None
         return model
 
 

@@ -76,7 +76,7 @@ class StackedModel:
         return expit(logits([m.predict_proba(df) for m in self.parts.values()]) @ self.coef + self.intercept)
 
     @classmethod
-    def load(cls, directory: Path) -> "StackedModel":
+    def load(cls, directory: Path, trust: bool = False) -> "StackedModel":
         meta = json.loads((Path(directory) / "mlsearch_model.json").read_text(encoding="utf-8"))
-        parts = {k: RelevanceModel.load(Path(directory) / "parts" / k) for k in meta["parts"]}
+        parts = {k: RelevanceModel.load(Path(directory) / "parts" / k, trust) for k in meta["parts"]}
         return cls(meta["task"], parts, meta["coef"], meta["intercept"])

@@ -55,7 +55,7 @@ def test_shape_from_config_matches_the_table_and_a_real_model():
 
 
 def test_activation_arithmetic_by_hand():
-    gpu = load_profile("gpu").llm  # batch 2 x 1024 tokens, bf16, LoRA dropout 0.05
+    gpu = load_profile("gpu").llm.model_copy(update={"batch_size": 2, "gradient_checkpointing": False})  # 2 x 1024, bf16
     h, q, kv, i, layers = 5120, 5120, 1024, 13824, 48
     base = 4 * h + 3 * q + 3 * kv + 4 * i  # 94,208 elements a token and layer
     dropout = (5 * h + q + i) * 1.5  # dropped copies (2 bytes) + masks (1 byte)
@@ -122,7 +122,7 @@ class _FakeCuda:
 
 
 def test_check_raises_a_clear_error_instead_of_oom(monkeypatch):
-    gpu = load_profile("gpu").llm
+    gpu = load_profile("gpu").llm.model_copy(update={"batch_size": 2, "grad_accum": 4, "gradient_checkpointing": False})
     plan = mp.plan_llm(gpu, "gpu")
     _FakeCuda(monkeypatch, free_gib=20.0, total_gib=24.0, held_gib=1.0)
     with pytest.raises(mp.MemoryPlanError) as err:

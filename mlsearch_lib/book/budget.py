@@ -76,12 +76,14 @@ def training_rate(profile: Profile, task: str, kind: str, model_id: str, ref: di
     cfg = profile.for_task(task).llm if kind == "llm" else profile.for_task(task).encoder
     times, why = _scale(model_id, ref)
     train = ref["training"]
-    if cfg.batch_size <= train["batch_size"]:
+    ckpt = bool(getattr(cfg, "gradient_checkpointing", False))
+    if cfg.batch_size <= train["batch_size"] and ckpt == bool(train.get("gradient_checkpointing")):
         rate, note = train["rows_per_s"], ""
     else:  # a step of batch_size short rows holds as many tokens as the measured full-length step
-        full = max((m for m in ref["memory"] if not m["gradient_checkpointing"]), key=lambda m: m["tokens_per_s"])
+        full = max((m for m in ref["memory"] if m["gradient_checkpointing"] == ckpt), key=lambda m: m["tokens_per_s"])
         rate = full["tokens_per_s"] / ref["mean_prompt_tokens"]
-        note = f"batch {cfg.batch_size} from {full['tokens_per_s']:.0f} tokens/s at full length"
+        note = (f"batch {cfg.batch_size} from {full['tokens_per_s']:.0f} tokens/s at full length"
+                + (", gradient checkpointing" if ckpt else ""))
     notes = "; ".join(n for n in (note, why) if n)
     return Rate(rate * times, f"projected: {notes}" if notes else "measured")
 

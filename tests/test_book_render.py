@@ -31,8 +31,9 @@ window.addEventListener("load", () => {
   const broken_links = [...document.querySelectorAll('a[href^="#"]')]
     .map(a => a.getAttribute("href").slice(1)).filter(id => !document.getElementById(id));
   const headings = [...document.querySelectorAll("h1, h2, h3, h4")].map(h => [h.tagName, h.id, h.textContent.trim()]);
-  // innerText is empty for what a closed <details> hides: fall back to textContent there
-  const tables = [...document.querySelectorAll("table")].map(t => t.innerText || t.textContent);
+  // cell by cell: innerText is empty for what a closed <details> hides
+  const tables = [...document.querySelectorAll("table")].map(t =>
+    [...t.rows].map(r => [...r.cells].map(c => c.textContent.trim()).join("\\t")).join("\\n"));
   const out = document.createElement("pre");
   out.id = "mlsearch-probe";
   out.textContent = JSON.stringify({images, broken_links, headings, tables, text: document.body.innerText});
@@ -133,7 +134,7 @@ def rendered(tmp_path_factory, synthetic_data) -> Path:
     for stem, nb in FAKE_BOOK.items():
         nbformat.write(nb, nb_dir / f"{stem}.ipynb")
     with _book_env(root, synthetic_data):
-        runner.run("tiny", log=lambda *_: None)
+        runner.run("tiny", log=lambda *_: None, draft=True)
         path = render.render("tiny")
         assert path == render.book_path("tiny")
     return path
@@ -200,7 +201,8 @@ def test_book_opens_in_chromium_with_every_image_and_section(rendered, tmp_path)
     assert any(meta["data_fingerprint"]["QC/train_QC.txt"] in t for t in tables)
     durations = next(t for t in tables if "00_alpha" in t and "01_beta" in t)
     for stem in ("00_alpha", "01_beta"):
-        assert f"{stem}\tok\t{meta['notebooks'][stem]['seconds']}" in durations
+        info = meta["notebooks"][stem]
+        assert f"{stem}\tok\t{info['code_version']}\t{info['seconds']}" in durations
     assert "name: tiny" in html.unescape(rendered.read_text(encoding="utf-8").split("id=\"profile-yaml\"", 1)[1])
     # tables as HTML: the displayed one and the saved-only one
     assert sum("fr\t0.25" in t for t in tables) >= 1

@@ -29,13 +29,13 @@ def test_select_only_and_from():
 
 
 def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
-    done = _book("run", "--profile", "tiny")
+    done = _book("run", "--profile", "tiny", "--draft")  # a draft: the tree under test may have changes
     assert done.returncode == 0, done.stderr[-3000:]
     out, build = isolated_outputs / "out", isolated_outputs / "build" / "tiny"
-    figures = sorted(p.name for p in (out / "figures").glob("00_*.png"))
+    figures = sorted(p.name for p in (build / "figures").glob("00_*.png"))
     assert {"00_label_ratio.png", "00_query_length.png", "00_category_depth.png"} <= set(figures)
-    assert all((out / "figures" / f).stat().st_size > 5000 for f in figures)
-    rows = pd.read_csv(out / "reports" / "tables" / "00_rows_per_language.csv", index_col=0)
+    assert all((build / "figures" / f).stat().st_size > 5000 for f in figures)
+    rows = pd.read_csv(build / "tables" / "00_rows_per_language.csv", index_col=0)
     assert rows.loc["total", "QC train"] == 300 and rows.loc["total", "QI train"] == 200
     meta = json.loads((build / "run.json").read_text())
     assert set(meta["notebooks"]) == {p.stem for p in runner.notebooks()}
@@ -45,7 +45,8 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     assert metrics["00_eda"]["rows_QC_train"] == 300
     published = out / "reports" / "runs" / "tiny"
     assert json.loads((published / "run.json").read_text())["notebooks"] == meta["notebooks"]
-    tables = out / "reports" / "tables"
+    assert sorted(p.name for p in (published / "figures").glob("*.png")) == sorted(p.name for p in (build / "figures").glob("*.png"))
+    tables = build / "tables"
     # 01: every action measured on the same folds; the refined set keeps the schema plus QR columns
     actions = pd.read_csv(tables / "01_actions_QC.csv", index_col=0)
     assert list(actions.index) == ["none", "drop", "relabel", "down-weight"]
@@ -60,7 +61,7 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
         assert results.loc['all "yes"', "roc_auc"] == 0.5 and results["roc_auc"].between(0, 1).all()
         oof = pd.read_csv(build / "oof" / f"{task}_encoder_all.csv")
         assert len(oof) == rows.loc["total", f"{task} train"] and oof["p_yes"].between(0, 1).all()
-    assert (out / "figures" / "04_learning_curve.png").exists() and (out / "figures" / "05_reliability.png").exists()
+    assert (build / "figures" / "04_learning_curve.png").exists() and (build / "figures" / "05_reliability.png").exists()
     # 05: a submission line per held-out id, scored against the held-out labels
     for task in ("QC", "QI"):
         sub = pd.read_json(build / "submissions" / f"submit_{task}.txt", lines=True)
@@ -84,7 +85,7 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
         assert {"e5 cross-encoder", "google/gemma-3-270m + LoRA", "Qwen2.5-14B"} <= set(t3.index)
     unseen = pd.read_csv(tables / "06_unseen_arms_QC.csv", index_col=0)
     assert unseen["rows"].iloc[0] == int(rows.loc[["ar", "de", "it", "pl"], "QC train"].sum())
-    assert (out / "figures" / "06_table4_deltas.png").exists()
+    assert (build / "figures" / "06_table4_deltas.png").exists()
     # same profile, same seed, fresh build dir (no cached folds) -> identical tables. QC alone: a
     # task's tables come from its own rows and models only, and the QI half would double the cost
     qc_only = isolated_outputs / "tiny.yaml"
@@ -92,10 +93,10 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
                                        "tasks": ["QC"]}), encoding="utf-8")
     os.environ["MLSEARCH_OUTPUT_ROOT"] = str(isolated_outputs / "again")
     os.environ["MLSEARCH_BUILD_DIR"] = str(isolated_outputs / "build_again")
-    done = _book("run", "--profile", str(qc_only), "--only", "04")
+    done = _book("run", "--profile", str(qc_only), "--only", "04", "--draft")
     assert done.returncode == 0, done.stderr[-3000:]
     for table in ("04_results_QC.csv", "04_stacked_QC.csv", "04_per_language_QC.csv"):
-        first, second = (tables / table).read_text(), (isolated_outputs / "again" / "reports" / "tables" / table).read_text()
+        first, second = (tables / table).read_text(), (isolated_outputs / "build_again" / "tiny" / "tables" / table).read_text()
         assert first == second, table
     os.environ["MLSEARCH_OUTPUT_ROOT"], os.environ["MLSEARCH_BUILD_DIR"] = str(out), str(isolated_outputs / "build")
     done = _book("render", "--profile", "tiny")
@@ -107,10 +108,11 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
 def test_the_gpu_books_code_path_runs_end_to_end_on_a_tiny_qwen2(isolated_outputs):
     """gpu-smoke is gpu.yaml at test size: split mode, the causal LM with LoRA and SIT on, the QR,
     DG and QT arms on a smaller model, Table 3's extra LLMs, the budget check, both submissions."""
-    done = _book("run", "--profile", "gpu-smoke")
+    done = _book("run", "--profile", "gpu-smoke", "--draft")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "budget:" in done.stdout and "of 48 GPU-hours planned" in done.stdout
-    build, tables = isolated_outputs / "build" / "gpu-smoke", isolated_outputs / "out" / "reports" / "tables"
+    build = isolated_outputs / "build" / "gpu-smoke"
+    tables = build / "tables"
     assert all(v["status"] == "ok" for v in json.loads((build / "run.json").read_text())["notebooks"].values())
     for task in ("QC", "QI"):  # one line per held-out id (split mode: the dev share's part 0)
         sub = pd.read_json(build / "submissions" / f"submit_{task}.txt", lines=True)
@@ -131,7 +133,7 @@ def test_failing_notebook_is_named_with_its_cell(isolated_outputs, synthetic_dat
     (bad / "QC").mkdir(exist_ok=True)
     (bad / "QC" / "train_QC.txt").write_text('{"id": 1, "language": "en"}\n', encoding="utf-8")
     os.environ["MLSEARCH_DATA_DIR"] = str(bad)  # monkeypatched by the fixture, restored after
-    done = _book("run", "--profile", "tiny", "--only", "00")
+    done = _book("run", "--profile", "tiny", "--only", "00", "--draft")
     assert done.returncode == 1
     assert "notebook 00_eda.ipynb failed at cell" in done.stderr and "DataFormatError" in done.stderr
     assert "train_QC.txt:1: field 'origin_query'" in done.stderr
@@ -144,20 +146,29 @@ def test_no_data_stops_at_once(isolated_outputs, tmp_path):
     assert not (isolated_outputs / "build" / "tiny" / "notebooks").exists()
 
 
-def test_publishing_a_partial_run_keeps_the_other_notebooks(isolated_outputs):
-    """``--only 04`` from a fresh build dir must not drop 00's entries from the published files."""
+def test_a_draft_of_a_few_notebooks_keeps_the_other_notebooks_published(isolated_outputs):
+    """``--only 04 --draft`` from a fresh build dir must not drop 00's entries or files from the published ones."""
+    from mlsearch_lib.book import publish
+
     published = isolated_outputs / "out" / "reports" / "runs" / "tiny"
-    published.mkdir(parents=True)
+    (published / "figures").mkdir(parents=True)
+    (published / "figures" / "00_kept.png").write_bytes(b"png")
+    (published / "figures" / "04_gone.png").write_bytes(b"png")
     (published / "run.json").write_text(json.dumps({"code_version": "old", "notebooks": {
         "00_eda": {"status": "ok", "seconds": 1.0}, "04_training": {"status": "ok", "seconds": 9.0}}}))
     (published / "metrics.json").write_text(json.dumps({"00_eda": {"rows": 3}, "04_training": {"auc": 0.1, "gone": 1}}))
     build = isolated_outputs / "build" / "tiny"
-    build.mkdir(parents=True)
+    (build / "figures").mkdir(parents=True)
+    (build / "figures" / "04_new.png").write_bytes(b"png")
     (build / "run.json").write_text(json.dumps({"code_version": "new", "notebooks": {
         "04_training": {"status": "ok", "seconds": 5.0, "code_version": "new"}}}))
     (build / "metrics.json").write_text(json.dumps({"04_training": {"auc": 0.7}}))
-    runner.publish_metadata("tiny")
+    with pytest.raises(publish.NotPublishable, match="00_eda"):
+        publish.publish("tiny", ["00_eda", "04_training"])
+    publish.publish("tiny", ["00_eda", "04_training"], draft=True)
     meta = json.loads((published / "run.json").read_text())
     assert meta["code_version"] == "new" and meta["notebooks"]["00_eda"]["seconds"] == 1.0
     assert meta["notebooks"]["04_training"] == {"status": "ok", "seconds": 5.0, "code_version": "new"}
+    assert meta["published"]["draft"] and "00_eda" in meta["published"]["why_draft"][0]
     assert json.loads((published / "metrics.json").read_text()) == {"00_eda": {"rows": 3}, "04_training": {"auc": 0.7}}
+    assert sorted(p.name for p in (published / "figures").iterdir()) == ["00_kept.png", "04_new.png"]

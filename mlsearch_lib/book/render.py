@@ -14,11 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mlsearch_lib.book.runner import notebooks, read_json
-from mlsearch_lib.config.paths import build_dir, ensure, figures_dir, reports_dir, tables_dir
+from mlsearch_lib.book.publish import DEFAULT_PROFILE, read_json
+from mlsearch_lib.book.runner import notebooks
+from mlsearch_lib.config.paths import PROJECT_ROOT, build_dir, ensure, reports_dir
 from mlsearch_lib.config.profiles import load_profile
-
-DEFAULT_PROFILE = "cpu"  #: the published run; its book is ``reports/book.html``
 
 _HEADING = re.compile(r"<h([1-6])([^>]*)>(.*?)</h\1>", re.S | re.I)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -40,6 +39,9 @@ details>summary{cursor:pointer;color:#556;font-size:13px}
 details.code pre{background:#fbfbfd}
 figure{margin:.6em 0}figure img{max-width:100%;height:auto}figcaption{font-size:12px;color:#667}
 p.nbmeta{color:#667;font-size:13px;margin-top:-.6em}
+p.draft{background:#fff4d6;border:1px solid #e8c66a;border-radius:4px;padding:.3em .7em}
+section#findings{border:1px solid #ccd;border-radius:6px;padding:0 1.2em .8em;margin:1.5em 0}
+section#findings h2{margin-top:.8em}section#findings li{margin:.3em 0}
 section.saved h4{margin:.8em 0 .2em;font-family:ui-monospace,monospace;font-size:13px}
 """
 
@@ -155,18 +157,18 @@ def _run_window(nb: Any) -> tuple[float, float] | None:
     return start - 2.0, end + 2.0
 
 
-def _saved_files(prefix: str, window: tuple[float, float] | None) -> tuple[list[Path], list[Path]]:
-    """``figures/NN_*.png`` and ``reports/tables/NN_*.md`` written while the notebook ran (all of
-    them when its execution time is unknown): files left by another profile's run are not this run's."""
+def _saved_files(run_dir: Path, prefix: str, window: tuple[float, float] | None) -> tuple[list[Path], list[Path]]:
+    """The run's ``figures/NN_*.png`` and ``tables/NN_*.md`` written while the notebook ran (all of
+    them when its execution time is unknown): files left by an earlier run are not this run's."""
     def keep(path: Path) -> bool:
         return window is None or window[0] <= path.stat().st_mtime <= window[1]
 
-    figures = [p for p in sorted(figures_dir().glob(f"{prefix}_*.png")) if keep(p)]
-    tables = [p for p in sorted(tables_dir().glob(f"{prefix}_*.md")) if keep(p)]
+    figures = [p for p in sorted((run_dir / "figures").glob(f"{prefix}_*.png")) if keep(p)]
+    tables = [p for p in sorted((run_dir / "tables").glob(f"{prefix}_*.md")) if keep(p)]
     return figures, tables
 
 
-def _notebook_section(nb_path: Path, info: dict[str, Any], seen: dict[str, int]) -> tuple[str, str, list]:
+def _notebook_section(nb_path: Path, info: dict[str, Any], seen: dict[str, int], run_dir: Path) -> tuple[str, str, list]:
     """One notebook as a ``<section>``: narrative, code (folded), every output, and the files it saved."""
     import nbformat
 
@@ -184,7 +186,7 @@ def _notebook_section(nb_path: Path, info: dict[str, Any], seen: dict[str, int])
     title = next((text for level, _, text in toc if level == 1), stem)
     status = info.get("status", "not in run.json")
     seconds = f" · {info['seconds']:.1f} s" if isinstance(info.get("seconds"), (int, float)) else ""
-    figures, tables = _saved_files(stem[:2], _run_window(nb))
+    figures, tables = _saved_files(run_dir, stem[:2], _run_window(nb))
     saved = ""
     if figures or tables:
         items = [f'<h4 id="{stem}--figure-{p.stem}">figures/{p.name}</h4><figure><img alt="{p.name}" '
@@ -200,6 +202,15 @@ def _notebook_section(nb_path: Path, info: dict[str, Any], seen: dict[str, int])
     return title, section, toc
 
 
+def _span(meta: dict[str, Any]) -> tuple[str, str]:
+    """The run's true start and end: the first notebook's start and the last one's end (a run
+    stitched from several invocations spans all of them)."""
+    runs = meta.get("notebooks", {}).values()
+    starts = sorted(str(r["started"]) for r in runs if r.get("started")) or [str(meta.get("started", "unknown"))]
+    ends = sorted(str(r["finished"]) for r in runs if r.get("finished")) or [str(meta.get("finished", "not recorded"))]
+    return starts[0], ends[-1]
+
+
 def _header(profile_name: str, meta: dict[str, Any], metrics: dict[str, Any], executed: list[Path]) -> str:
     import yaml
 
@@ -210,11 +221,21 @@ def _header(profile_name: str, meta: dict[str, Any], metrics: dict[str, Any], ex
         current = load_profile(profile_name).model_dump(mode="json")
         prof_yaml = yaml.safe_dump(current, sort_keys=False, allow_unicode=True)
         prof_note = "current file; this run left no run.json"
-    rows = [("profile", profile_name), ("code version", meta.get("code_version", "unknown")),
-            ("data directory", meta.get("data_dir", "unknown")), ("python", meta.get("python", "unknown")),
-            ("run started", meta.get("started", "unknown")), ("run finished", meta.get("finished", "not recorded")),
-            ("rendered", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))]
+    versions = sorted({str(r.get("code_version", "unknown")) for r in meta.get("notebooks", {}).values()}
+                      or {str(meta.get("code_version", "unknown"))})
+    machine = meta.get("machine", {})
+    started, finished = _span(meta)
+    rows = [("profile", profile_name), ("code version" + ("s" if len(versions) > 1 else ""), ", ".join(versions)),
+            ("machine", ", ".join(f"{k} {v}" for k, v in machine.items()) or "not recorded"),
+            ("python", meta.get("python", "unknown")),
+            ("packages", ", ".join(f"{k} {v}" for k, v in meta.get("packages", {}).items() if v != "not installed")
+             or "not recorded"),
+            ("data directory", meta.get("data_dir", "unknown")), ("first notebook started", started),
+            ("last notebook finished", finished), ("rendered", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))]
     info = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
+    why = meta.get("published", {}).get("why_draft") or ([] if len(versions) == 1 and not versions[0].endswith("-dirty")
+                                                        else ["not one clean commit"])
+    banner = (f'<p class="draft" id="draft">Draft: {esc("; ".join(why))}.</p>' if why else "")
     prints = "".join(f"<tr><td>{esc(k)}</td><td><code>{esc(str(v))}</code></td></tr>"
                      for k, v in meta.get("data_fingerprint", {}).items()) or "<tr><td colspan=2>not recorded</td></tr>"
     durations, total = [], 0.0
@@ -226,18 +247,43 @@ def _header(profile_name: str, meta: dict[str, Any], metrics: dict[str, Any], ex
         total += secs if isinstance(secs, (int, float)) else 0.0
         link = f'<a href="#nb-{esc(stem)}">{esc(stem)}</a>' if any(p.stem == stem for p in executed) else esc(stem)
         durations.append(f"<tr><td>{link}</td><td>{esc(str(nb_info.get('status', 'unknown')))}</td>"
-                         f"<td>{secs if secs is not None else ''}</td></tr>")
-    durations.append(f"<tr><th>total</th><td></td><th>{total:.1f}</th></tr>")
+                         f"<td>{esc(str(nb_info.get('code_version', '')))}</td><td>{secs if secs is not None else ''}</td></tr>")
+    durations.append(f"<tr><th>total</th><td></td><td></td><th>{total:.1f} ({total / 60:.0f} min)</th></tr>")
     metrics_block = (f'<details id="metrics"><summary>metrics.json</summary>'
                      f'<pre>{esc(json.dumps(metrics, indent=2))}</pre></details>'
                      if metrics else "")
-    return (f'<header id="run"><h1>mlsearch research book — profile {esc(profile_name)}</h1>'
+    return (f'<header id="run"><h1>mlsearch research book — profile {esc(profile_name)}</h1>{banner}'
+            f'<p class="nbmeta">{esc(", ".join(versions))} · {esc(started)} to {esc(finished)} · '
+            f'{total / 60:.0f} min of notebooks · {esc(str(machine.get("cpu", "")))}</p>'
+            f'<details id="run-details"><summary>Run: versions, machine, data, times</summary>'
             f'<table class="meta" id="run-info">{info}</table>'
             f'<h3>Data fingerprint (sha256)</h3><table class="meta" id="data-fingerprint">{prints}</table>'
             f'<h3>Notebooks</h3><table class="meta" id="durations"><tr><th>notebook</th><th>status</th>'
-            f'<th>seconds</th></tr>{"".join(durations)}</table>'
+            f'<th>code version</th><th>seconds</th></tr>{"".join(durations)}</table>'
             f'<details id="profile-yaml"><summary>profile {esc(profile_name)} (YAML, {prof_note})</summary>'
-            f"<pre>{esc(prof_yaml)}</pre></details>{metrics_block}</header>")
+            f"<pre>{esc(prof_yaml)}</pre></details>{metrics_block}</details></header>")
+
+
+def _findings(run_dir: Path) -> str:
+    """The Findings section (:mod:`mlsearch_lib.book.findings`) from the run's tables and figures."""
+    from mlsearch_lib.book.findings import figure, findings_markdown
+
+    text = findings_markdown(run_dir / "tables")
+    if not text:
+        return ""
+    fig = figure(run_dir / "figures")
+    img = (f'<figure><img alt="{html.escape(fig.name)}" src="data:image/png;base64,'
+           f'{base64.b64encode(fig.read_bytes()).decode()}"><figcaption>figures/{html.escape(fig.name)}</figcaption></figure>'
+           if fig else "")
+    return (f'<section id="findings"><h2>Findings<a class="anchor" href="#findings">&#182;</a></h2>'
+            f"<p>Written from this run's tables; every number below is in the sections that follow.</p>"
+            f'<div class="output">{_markdown(text)}</div>{img}</section>')
+
+
+def _portable(text: str) -> str:
+    """``text`` with this machine's absolute paths shortened: the project root to ``.``, the home
+    directory to ``~`` (a rendered book names no one's folders)."""
+    return text.replace(str(PROJECT_ROOT), ".").replace(str(Path.home()), "~")
 
 
 def book_html(profile_name: str, executed: list[Path], meta: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -245,7 +291,8 @@ def book_html(profile_name: str, executed: list[Path], meta: dict[str, Any], met
     seen: dict[str, int] = {}
     sections, toc_items = [], []
     for nb_path in executed:
-        title, section, toc = _notebook_section(nb_path, meta.get("notebooks", {}).get(nb_path.stem, {}), seen)
+        title, section, toc = _notebook_section(nb_path, meta.get("notebooks", {}).get(nb_path.stem, {}), seen,
+                                                nb_path.parent.parent)
         sections.append(section)
         subs = "".join(f'<li><a href="#{hid}">{html.escape(text)}</a></li>' for level, hid, text in toc if level == 2)
         toc_items.append(f'<li><a href="#nb-{nb_path.stem}">{html.escape(title)}</a>'
@@ -254,6 +301,7 @@ def book_html(profile_name: str, executed: list[Path], meta: dict[str, Any], met
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>mlsearch book — {html.escape(profile_name)}</title><style>{_CSS}</style></head><body>"
             f"{_header(profile_name, meta, metrics, executed)}"
+            f"{_findings(executed[0].parent.parent) if executed else ''}"
             f'<nav class="toc" id="toc"><h2>Contents</h2><ol>{"".join(toc_items)}</ol></nav>'
             f"<main>{''.join(sections)}</main></body></html>\n")
 
@@ -282,7 +330,7 @@ def render(profile_name: str, partial: bool = False) -> Path:
     book = book_path(name)
     ensure(book.parent)
     tmp = book.with_suffix(".tmp")
-    tmp.write_text(book_html(name, executed, meta, metrics), encoding="utf-8")
+    tmp.write_text(_portable(book_html(name, executed, meta, metrics)), encoding="utf-8")
     tmp.replace(book)
 
     out = ensure(reports_dir() / "book" / name)
@@ -291,7 +339,7 @@ def render(profile_name: str, partial: bool = False) -> Path:
     links = []
     for nb_path in executed:
         body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
-        (out / f"{nb_path.stem}.html").write_text(body, encoding="utf-8")
+        (out / f"{nb_path.stem}.html").write_text(_portable(body), encoding="utf-8")
         links.append(f'<li><a href="{nb_path.stem}.html">{nb_path.stem}</a></li>')
     index = (
         "<!doctype html><meta charset='utf-8'><title>mlsearch book</title>"
@@ -301,5 +349,5 @@ def render(profile_name: str, partial: bool = False) -> Path:
         f"<ol>{''.join(links)}</ol>"
         f"<h2>Run metadata</h2><pre>{html.escape(json.dumps(meta, indent=2, default=str))}</pre>"
     )
-    (out / "index.html").write_text(index, encoding="utf-8")
+    (out / "index.html").write_text(_portable(index), encoding="utf-8")
     return book

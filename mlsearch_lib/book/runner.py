@@ -1,22 +1,32 @@
 """Execute the numbered notebooks through papermill: ``python -m mlsearch_lib.book run``.
 
-Executed notebooks and ``run.json`` (code version, profile, data fingerprint, per-notebook
-durations) go to ``build/<profile>/``; figures and tables go where :mod:`mlsearch_lib.config.paths`
-says. The run stops at the first failing notebook and names it and its cell.
+Executed notebooks, their figures and tables, and ``run.json`` (code version, packages, machine,
+profile, data fingerprint, per-notebook times) go to ``build/<profile>/``; a run of the whole book
+at one clean commit is then published (:mod:`mlsearch_lib.book.publish`). The run stops at the
+first failing notebook and names it and its cell.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import platform
-import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from mlsearch_lib.config.paths import NOTEBOOKS_DIR, PROJECT_ROOT, build_dir, data_dir, ensure, output_root, reports_dir
+from mlsearch_lib.book.publish import (
+    NotPublishable,
+    blockers,
+    code_version,
+    machine,
+    package_versions,
+    publish,
+    read_json,
+    write_json,
+)
+from mlsearch_lib.config.paths import NOTEBOOKS_DIR, build_dir, data_dir, ensure, output_root
 from mlsearch_lib.config.profiles import Profile, load_profile
 
 
@@ -42,19 +52,6 @@ def select(all_nbs: list[Path], only: str | None = None, start: str | None = Non
     return chosen
 
 
-def code_version() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        from mlsearch_lib import __version__
-
-        return f"mlsearch_lib {__version__} (no git)"
-
-
 def data_fingerprint(profile: Profile) -> dict[str, str]:
     from mlsearch_lib.data.records import fingerprint
 
@@ -66,16 +63,6 @@ def data_fingerprint(profile: Profile) -> dict[str, str]:
     return out
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
 def _failure(nb: Path, exc: Exception, executed: Path) -> NotebookFailed:
     cell = getattr(exc, "exec_count", None)
     what = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"
@@ -83,8 +70,44 @@ def _failure(nb: Path, exc: Exception, executed: Path) -> NotebookFailed:
                           f"  executed copy: {executed}")
 
 
-def run(profile_name: str, only: str | None = None, start: str | None = None, log=print) -> Path:
-    """Execute the selected notebooks in order; returns the run directory."""
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class _Heartbeat:
+    """A line every ``every`` seconds while a notebook runs: elapsed time and, from the last
+    run's duration, about how long is left. It shows in CI logs and ``| tee``, where papermill's
+    progress bar (a terminal's) does not."""
+
+    def __init__(self, log, label: str, expected: float | None, every: float) -> None:
+        self.log, self.label, self.expected, self.every = log, label, expected, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._t0 = time.perf_counter()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            elapsed = time.perf_counter() - self._t0
+            left = ""
+            if self.expected:
+                left = (f", about {(self.expected - elapsed) / 60:.0f} min left (last run {self.expected / 60:.0f} min)"
+                        if elapsed < self.expected else f", past the last run's {self.expected / 60:.0f} min")
+            self.log(f"{self.label} running for {elapsed / 60:.1f} min{left}")
+
+    def __enter__(self) -> _Heartbeat:
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+
+def run(profile_name: str, only: str | None = None, start: str | None = None, log=print,
+        draft: bool = False, heartbeat_s: float = 60.0) -> Path:
+    """Execute the selected notebooks in order, then publish the run (:mod:`mlsearch_lib.book.publish`);
+    returns the run directory. A run that could not be published (a dirty tree, notebooks left at
+    another commit) stops before its first notebook unless ``draft``."""
     import papermill as pm
 
     profile = load_profile(profile_name)  # fail before starting a kernel
@@ -96,60 +119,52 @@ def run(profile_name: str, only: str | None = None, start: str | None = None, lo
     run_dir = ensure(build_dir() / profile.name)
     nb_dir = ensure(run_dir / "notebooks")
     meta_path = run_dir / "run.json"
+    previous = read_json(meta_path).get("notebooks", {})
+    version = code_version()
+    chosen = select(notebooks(), only, start)
+    book = [nb.stem for nb in notebooks()]
+    planned = {**previous, **{nb.stem: {"status": "ok", "code_version": version} for nb in chosen}}
+    reasons = blockers({"notebooks": planned}, book)
+    if reasons and not draft:  # say so now, not after an hour of notebooks
+        raise NotPublishable("this run could not be published: " + "; ".join(reasons)
+                             + ". Run the whole book from a clean commit, or pass --draft (make book DRAFT=1) "
+                             "to run and publish it marked as a draft.")
     meta: dict[str, Any] = {
         "profile": profile.model_dump(),
-        "code_version": code_version(),
+        "code_version": version,
         "data_dir": str(data_root),
         "data_fingerprint": data_fingerprint(profile),
         "output_root": str(output_root()),
         "python": platform.python_version(),
-        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "notebooks": {},
+        "packages": package_versions(),
+        "machine": machine(),
+        "started": _now(),
+        "notebooks": previous,  # notebooks not rerun this time keep their entries (and versions)
     }
-    if meta_path.exists():  # keep durations of notebooks not rerun this time
-        meta["notebooks"] = json.loads(meta_path.read_text(encoding="utf-8")).get("notebooks", {})
-    chosen = select(notebooks(), only, start)
     for i, nb in enumerate(chosen, start=1):
         executed = nb_dir / nb.name
-        log(f"[{i}/{len(chosen)}] {nb.stem} (profile {profile.name}) ...")
+        label = f"[{i}/{len(chosen)}] {nb.stem}"
+        log(f"{label} (profile {profile.name}) ...")
+        expected = previous.get(nb.stem, {}).get("seconds")
+        entry = {"started": _now(), "code_version": version}
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(nb), str(executed), kernel_name="python3", cwd=str(NOTEBOOKS_DIR),
-                parameters={"PROFILE": profile_name, "RUN_DIR": str(run_dir)},
-                progress_bar=sys.stderr.isatty(), log_output=False,
-            )
+            with _Heartbeat(log, label, expected, heartbeat_s):
+                pm.execute_notebook(
+                    str(nb), str(executed), kernel_name="python3", cwd=str(NOTEBOOKS_DIR),
+                    parameters={"PROFILE": profile_name, "RUN_DIR": str(run_dir)},
+                    progress_bar=sys.stderr.isatty(), log_output=False,
+                )
         except Exception as exc:  # papermill wraps cell errors in PapermillExecutionError
-            meta["notebooks"][nb.stem] = {"status": "failed", "seconds": round(time.perf_counter() - t0, 1)}
-            _write_json(meta_path, meta)
+            meta["notebooks"][nb.stem] = {**entry, "status": "failed", "seconds": round(time.perf_counter() - t0, 1)}
+            write_json(meta_path, meta)
             raise _failure(nb, exc, executed) from None
         seconds = round(time.perf_counter() - t0, 1)
-        meta["notebooks"][nb.stem] = {"status": "ok", "seconds": seconds, "code_version": meta["code_version"]}
-        _write_json(meta_path, meta)
-        log(f"[{i}/{len(chosen)}] {nb.stem} done in {seconds:.1f} s")
-    meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    _write_json(meta_path, meta)
-    publish_metadata(profile.name)
+        meta["notebooks"][nb.stem] = {**entry, "status": "ok", "seconds": seconds, "finished": _now()}
+        write_json(meta_path, meta)
+        log(f"{label} done in {seconds:.1f} s")
+    meta["finished"] = _now()
+    write_json(meta_path, meta)
+    out = publish(profile.name, book, draft=draft)
+    log(f"published to {out}" + (" (draft)" if reasons else ""))
     return run_dir
-
-
-def publish_metadata(profile_name: str) -> Path:
-    """Merge a run's ``run.json`` and ``metrics.json`` into ``reports/runs/<profile>/``, beside the
-    figures and tables they describe (those are committed; ``build/`` is not).
-
-    A run of a few notebooks (``--only``), even from a fresh build dir, replaces those notebooks'
-    entries and keeps the others': the published files describe every committed table, and each
-    notebook's entry names the code version it ran with."""
-    run_dir = build_dir() / profile_name
-    out = ensure(reports_dir() / "runs" / profile_name)
-    for name in ("run.json", "metrics.json"):
-        if not (run_dir / name).exists():
-            continue
-        new = read_json(run_dir / name)
-        old = read_json(out / name)
-        if name == "run.json":
-            new["notebooks"] = {**old.get("notebooks", {}), **new.get("notebooks", {})}
-        else:
-            new = {**old, **new}  # per notebook: a rerun notebook's metrics replace its old ones whole
-        _write_json(out / name, new)
-    return out

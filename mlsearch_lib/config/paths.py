@@ -1,9 +1,14 @@
 """Every path the book reads or writes, resolved in one place.
 
 Environment variables let tests and users redirect each root without editing code:
-``MLSEARCH_DATA_DIR`` (input data), ``MLSEARCH_OUTPUT_ROOT`` (where ``figures/`` and
-``reports/`` are written), ``MLSEARCH_BUILD_DIR`` (executed notebooks, checkpoints, caches)
-and ``MLSEARCH_MODEL_CACHE`` (converted offline model copies).
+``MLSEARCH_PROJECT_ROOT`` (the working tree), ``MLSEARCH_DATA_DIR`` (input data),
+``MLSEARCH_OUTPUT_ROOT`` (where a book run publishes ``figures/`` and ``reports/``),
+``MLSEARCH_BUILD_DIR`` (executed notebooks, their figures and tables, checkpoints, caches) and
+``MLSEARCH_MODEL_CACHE`` (converted offline model copies).
+
+The project root is the working tree the command runs in (found upwards from the current
+directory), not where the package was installed: a second clone sharing one virtual environment
+reads and writes its own files.
 """
 
 from __future__ import annotations
@@ -14,7 +19,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-PROJECT_ROOT = PACKAGE_DIR.parent
+
+
+def _is_checkout(path: Path) -> bool:
+    return (path / "pyproject.toml").is_file() and (path / "notebooks").is_dir() and (path / "mlsearch_lib").is_dir()
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """``MLSEARCH_PROJECT_ROOT``, else the nearest folder at or above ``start`` (the current
+    directory) that holds this project's ``pyproject.toml``, ``notebooks/`` and ``mlsearch_lib/``,
+    else the folder the package was installed from."""
+    env = os.environ.get("MLSEARCH_PROJECT_ROOT", "").strip()
+    if env:
+        return Path(env).expanduser().resolve()
+    here = (start or Path.cwd()).resolve()
+    return next((cand for cand in (here, *here.parents) if _is_checkout(cand)), PACKAGE_DIR.parent)
+
+
+PROJECT_ROOT = find_project_root()
 #: Data files shipped with the package: lexicons, QR keywords, the seed's published numbers.
 RESOURCES_DIR = PACKAGE_DIR / "resources"
 #: Prompt templates (YAML), read by the prompt builder and the generators.

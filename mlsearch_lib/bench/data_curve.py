@@ -123,7 +123,8 @@ def write_data_curve(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = fold_parser("python -m mlsearch_lib.bench.data_curve", __doc__.split("\n\n")[0])
-    parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
+    parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS),
+                        help="shares of the fold's training rows to train on (default: %(default)s)")
     parser.add_argument("--models", nargs="+", help="backbone kinds, the reference first (default: tfidf, "
                         "hybrid_nl and the profile's backbone)")
     args = parser.parse_args(argv)

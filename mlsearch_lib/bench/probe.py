@@ -105,9 +105,9 @@ def write_index() -> pd.DataFrame:
 def fold_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The arguments every one-fold study takes: task, fold, profile and its overrides."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--task", choices=["QC", "QI"], default="QC")
-    parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--task", choices=["QC", "QI"], default="QC", help="the task (default: QC)")
+    parser.add_argument("--fold", type=int, default=0, help="the held-out fold scored (default: 0)")
+    parser.add_argument("--profile", default="cpu", help="a name in profiles/ or a YAML path (default: cpu)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="profile override, e.g. encoder.epochs=3 (repeatable)")
     return parser

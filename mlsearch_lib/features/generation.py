@@ -287,15 +287,17 @@ def translate(df: pd.DataFrame, generator: Generator, cfg: GenerationConfig, see
 # -- command line (also the worker the kill-and-resume test kills) ----------------------------
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m mlsearch_lib.features.generation", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=GenerationConfig().model)
+    ap.add_argument("--model", default=GenerationConfig().model, help="a hub id or a local model directory (default: %(default)s)")
     ap.add_argument("--input", required=True, type=Path, help="JSON lines with a 'prompt' field")
     ap.add_argument("--cache", type=Path, help="SQLite file (default: build/cache/generation.sqlite)")
     ap.add_argument("--output", type=Path, help="JSON lines {prompt, output}, in input order (written to OUTPUT.partial, then renamed)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=GenerationParams.max_new_tokens)
-    ap.add_argument("--temperature", type=float, default=GenerationParams.temperature)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=8, help="prompts generated together (default: %(default)s)")
+    ap.add_argument("--max-new-tokens", type=int, default=GenerationParams.max_new_tokens,
+                    help="tokens generated at most per prompt (default: %(default)s)")
+    ap.add_argument("--temperature", type=float, default=GenerationParams.temperature,
+                    help="sampling temperature; 0 = greedy (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed, combined with each prompt (default: %(default)s)")
     args = ap.parse_args(argv)
     try:
         prompts = read_prompts(args.input)

@@ -1,11 +1,17 @@
-"""Prediction and evaluation outside the notebooks.
+"""Prediction, scoring and evaluation outside the notebooks.
 
     python -m mlsearch_lib predict --task QC --model DIR --input FILE --output FILE [--threshold T]
+    python -m mlsearch_lib score --task QC --model DIR --query TEXT --category PATH [--language xx]
+    python -m mlsearch_lib score --task QI --model DIR --query TEXT --title TEXT [--threshold T]
     python -m mlsearch_lib evaluate --pred FILE --gold FILE
 
-``predict`` writes JSON lines ``{"id", "prediction", "p_yes"}``: one line per input id, in
-input order. It writes to ``FILE.partial`` and renames when complete, and refuses to replace
-an existing output (or a leftover ``.partial``) unless ``--overwrite`` is given.
+Input files are the official schema: JSON lines (or CSV) with ``id``, ``language``,
+``origin_query`` and ``category_path`` (QC) or ``item_title`` (QI), plus ``label`` (0/1) in a
+gold file. ``predict`` writes JSON lines ``{"id", "prediction", "p_yes"}``: one line per input
+id, in input order. It writes to ``FILE.partial`` and renames when complete, and refuses to
+replace an existing output (or a leftover ``.partial``) unless ``--overwrite`` is given.
+``score`` scores one pair, read exactly as ``predict`` reads a line of its input, and prints
+its p(yes) and the decision at the model's threshold.
 """
 
 from __future__ import annotations
@@ -23,35 +29,52 @@ from mlsearch_lib.data.records import DataFormatError, iter_jsonl, parse_id, rea
 from mlsearch_lib.evaluation.metrics import by_language
 
 
-def predict_file(task: str, model_dir: Path, input_path: Path, output_path: Path,
-                 threshold: float | None = None, overwrite: bool = False, trust: bool = False) -> pd.DataFrame:
-    from mlsearch_lib.evaluation.thresholds import Thresholds
-    from mlsearch_lib.models.loading import load_model
-
-    partial = output_path.with_name(output_path.name + ".partial")
-    if Path(output_path).resolve() == Path(input_path).resolve():
-        raise ValueError(f"--output {output_path} is the input file: it would be overwritten (--overwrite or not)")
+def _check_threshold(model_dir: Path, threshold: float | None) -> Path:
+    """``model_dir/thresholds.json``, which must exist unless a fixed ``threshold`` in (0, 1) is given."""
     if threshold is not None and not 0 < threshold < 1:
         raise ValueError(f"--threshold must be in (0, 1), got {threshold}")
     thr_file = Path(model_dir) / "thresholds.json"
     if threshold is None and not thr_file.is_file():
-        raise FileNotFoundError(f"{thr_file}: the model has no tuned thresholds (notebook 05 writes them); "
+        raise FileNotFoundError(f"{thr_file}: the model has no tuned thresholds (notebook 05 and "
+                                "`python -m mlsearch_lib.models.train --kind stacked` write them); "
                                 "pass --threshold to decide at a fixed one")
+    return thr_file
+
+
+def _thresholds(thr_file: Path, threshold: float | None, languages: np.ndarray) -> np.ndarray:
+    """Each row's threshold: ``threshold`` for all, else the saved one of its language (or the global one)."""
+    from mlsearch_lib.evaluation.thresholds import Thresholds
+
+    if threshold is not None:
+        return np.full(len(languages), threshold)
+    try:
+        return Thresholds.from_dict(json.loads(thr_file.read_text(encoding="utf-8"))).for_rows(languages)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{thr_file}: not a thresholds file ({type(exc).__name__}: {exc})") from None
+
+
+def _load(task: str, model_dir: Path, trust: bool):
+    from mlsearch_lib.models.loading import load_model
+
+    model = load_model(model_dir, trust)
+    if model.task != task:
+        raise ValueError(f"{model_dir} is a {model.task} model, not {task}")
+    return model
+
+
+def predict_file(task: str, model_dir: Path, input_path: Path, output_path: Path,
+                 threshold: float | None = None, overwrite: bool = False, trust: bool = False) -> pd.DataFrame:
+    partial = output_path.with_name(output_path.name + ".partial")
+    if Path(output_path).resolve() == Path(input_path).resolve():
+        raise ValueError(f"--output {output_path} is the input file: it would be overwritten (--overwrite or not)")
+    thr_file = _check_threshold(model_dir, threshold)
     for path in (output_path, partial):
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     df = read_task_file(input_path, task=task)  # validates before any model is loaded
-    model = load_model(model_dir, trust)
-    if model.task != task:
-        raise ValueError(f"{model_dir} is a {model.task} model, not {task}")
+    model = _load(task, model_dir, trust)
     p = model.predict_proba(df)
-    if threshold is not None:
-        thr = np.full(len(df), threshold)
-    else:
-        try:
-            thr = Thresholds.from_dict(json.loads(thr_file.read_text(encoding="utf-8"))).for_rows(df["language"].to_numpy())
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{thr_file}: not a thresholds file ({type(exc).__name__}: {exc})") from None
+    thr = _thresholds(thr_file, threshold, df["language"].to_numpy())
     out = pd.DataFrame({"id": df["id"], "prediction": (p >= thr).astype(int), "p_yes": p})
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with partial.open("w", encoding="utf-8") as fh:
@@ -59,6 +82,28 @@ def predict_file(task: str, model_dir: Path, input_path: Path, output_path: Path
             fh.write(json.dumps({"id": rec["id"], "prediction": int(rec["prediction"]), "p_yes": round(float(rec["p_yes"]), 6)}) + "\n")
     partial.replace(output_path)
     return out
+
+
+def score_pair(task: str, model_dir: Path, query: str, item: str, language: str = "en",
+               threshold: float | None = None, trust: bool = False) -> dict:
+    """One (query, category path or item title) pair: ``{"p_yes", "threshold", "prediction"}``.
+
+    The pair goes through the same reader as a line of ``predict``'s input (a one-line file), so
+    its p(yes) is the one ``predict`` writes for that line."""
+    import tempfile
+
+    from mlsearch_lib.data.records import ITEM_FIELD
+
+    thr_file = _check_threshold(model_dir, threshold)
+    record = {"id": 1, "language": language, "origin_query": query, ITEM_FIELD[task]: item}
+    with tempfile.TemporaryDirectory(prefix="mlsearch-score-") as tmp:
+        path = Path(tmp) / "pair.jsonl"
+        path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+        df = read_task_file(path, task=task)
+    model = _load(task, model_dir, trust)
+    p = float(model.predict_proba(df)[0])
+    thr = float(_thresholds(thr_file, threshold, df["language"].to_numpy())[0])
+    return {"p_yes": p, "threshold": thr, "prediction": int(p >= thr)}
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
@@ -121,27 +166,84 @@ def evaluate_files(pred_path: Path, gold_path: Path) -> pd.DataFrame:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlsearch_lib", description="predict with a saved model, or evaluate predictions")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("predict")
-    p.add_argument("--task", choices=["QC", "QI"], required=True)
-    p.add_argument("--model", type=Path, required=True, help="a model directory saved by notebook 05 (one model, or a stack of them)")
-    p.add_argument("--input", type=Path, required=True)
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--threshold", type=float, help="default: the model's tuned thresholds.json, else 0.5")
+FORMATS = ("Input files (--input, --gold): JSON lines (or CSV) with fields id, language, origin_query and "
+           "category_path (QC) or item_title (QI), plus label (0 or 1) in a gold file. Prediction files (--output, "
+           "--pred): JSON lines {\"id\", \"prediction\" (0 or 1), \"p_yes\" (in [0, 1])}, one per input id, "
+           "in input order.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlsearch_lib",
+        description="Predict with a saved model, score one pair, or evaluate predictions. " + FORMATS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{predict,score,evaluate}")
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--task", choices=["QC", "QI"], required=True,
+                       help="QC: query-category relevance; QI: query-item relevance")
+        p.add_argument("--model", type=Path, required=True,
+                       help="a saved model directory (notebook 05's build/<profile>/models/<task>, or "
+                            "python -m mlsearch_lib.models.train --output): one model, or a stack of them")
+        p.add_argument("--threshold", type=float,
+                       help="decide p(yes) >= this value, in (0, 1); default: the model's tuned thresholds.json "
+                            "(per language, else global), required when the model has none")
+        p.add_argument("--trust-model", action="store_true",
+                       help="load pickled weights from outside this checkout's build dir (loading a pickle runs code)")
+
+    p = sub.add_parser("predict", help="p(yes) and a 0/1 prediction for every line of an input file",
+                       description="Write one prediction per input line. " + FORMATS)
+    model_args(p)
+    p.add_argument("--input", type=Path, required=True,
+                   help="JSON lines (or .csv): id, language, origin_query, category_path (QC) or item_title (QI)")
+    p.add_argument("--output", type=Path, required=True,
+                   help='JSON lines {"id", "prediction", "p_yes"}, written to OUTPUT.partial, then renamed')
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    p.add_argument("--trust-model", action="store_true",
-                   help="load pickled weights from outside this checkout's build dir (loading a pickle runs code)")
-    e = sub.add_parser("evaluate")
-    e.add_argument("--pred", type=Path, required=True)
-    e.add_argument("--gold", type=Path, required=True)
+
+    s = sub.add_parser("score", help="p(yes) and the decision for one query and category (QC) or title (QI)",
+                       description="Score one pair with a saved model and print its p(yes), the threshold and the "
+                                   "decision (1 = relevant); --json prints them as one JSON object "
+                                   '{"p_yes", "threshold", "prediction"}. The pair is read as predict reads a line '
+                                   "of its input (fields language, origin_query and category_path or item_title).")
+    model_args(s)
+    s.add_argument("--query", required=True, help="the search query (the origin_query field)")
+    item = s.add_mutually_exclusive_group(required=True)
+    item.add_argument("--category", help="QC: the category path, levels joined by ',' (the category_path field)")
+    item.add_argument("--title", help="QI: the item title (the item_title field)")
+    s.add_argument("--language", default="en",
+                   help="the query's language code, e.g. fr (the language field; picks its tuned threshold; "
+                        "default: en)")
+    s.add_argument("--json", action="store_true", help='print {"p_yes", "threshold", "prediction"} as one JSON line')
+
+    e = sub.add_parser("evaluate", help="F1, ROC-AUC and PR-AUC of a prediction file, overall and per language",
+                       description="Score a prediction file against a gold file, as strict as the official checker: "
+                                   "exactly one prediction per gold id. " + FORMATS)
+    e.add_argument("--pred", type=Path, required=True,
+                   help='predictions: JSON lines {"id", "prediction" (0/1), "p_yes" (optional, in [0, 1])}')
+    e.add_argument("--gold", type=Path, required=True,
+                   help="the labelled file: JSON lines (or .csv) with id, language, origin_query, the item field "
+                        "and label")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "predict":
             out = predict_file(args.task, args.model, args.input, args.output, args.threshold, args.overwrite,
                                args.trust_model)
             print(f"wrote {len(out)} predictions to {args.output}")
+        elif args.command == "score":
+            item = args.category if args.task == "QC" else args.title
+            if item is None:
+                raise ValueError(f"--task {args.task} scores a {'category path (--category)' if args.task == 'QC' else 'title (--title)'}")
+            res = score_pair(args.task, args.model, args.query, item, args.language, args.threshold, args.trust_model)
+            if args.json:
+                print(json.dumps({"p_yes": round(res["p_yes"], 6), "threshold": res["threshold"],
+                                  "prediction": res["prediction"]}))
+            else:
+                print(f"p_yes {res['p_yes']:.6f}\nthreshold {res['threshold']:.6f}\n"
+                      f"prediction {res['prediction']} ({'relevant' if res['prediction'] else 'not relevant'})")
         else:
             print(evaluate_files(args.pred, args.gold).to_markdown(floatfmt=".4f"))
     except (DataFormatError, FileExistsError, FileNotFoundError, ValueError, PermissionError) as exc:

@@ -25,7 +25,7 @@ def test_environment_yml_matches_pyproject():
     expected = _names(project["dependencies"] + extras["cpu"] + extras["dev"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    got = _names([p for p in pip if not p.startswith("-e")])
+    got = _names([p for p in pip if not p.startswith("-")])  # -e ., --extra-index-url ...
     assert got == expected
     assert any(d.startswith("python=3.11") for d in env["dependencies"] if isinstance(d, str))
 

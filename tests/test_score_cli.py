@@ -172,6 +172,7 @@ def test_train_builds_the_submitted_stack_and_score_reads_it(isolated_outputs, c
     assert not (build / "tiny").exists() and (build / "tiny.train" / "oof" / "QC_stacked_all.csv").is_file()
     record = json.loads((out / "train_log.json").read_text())
     assert record["kind"] == "stacked" and record["parts"] == ["bi_encoder", "tfidf"]
+    assert set(record["oof_roc_auc"]) == {"bi_encoder", "tfidf", "stacked"}
     stack = load_model(out, trust=True)
     assert isinstance(stack, StackedModel) and list(stack.parts) == ["bi_encoder", "tfidf"]
     np.testing.assert_allclose(stack.coef, list(record["coef"].values()))

@@ -125,6 +125,9 @@ def train_stack(profile, task: str, output: Path) -> dict[str, Any]:
     """The stack notebook 05 submits, built by the notebooks' own functions (04's out-of-fold
     runs and stacked table, 05's thresholds and final model) in ``build/<profile>.train/``, then
     moved to ``output`` with its ``thresholds.json`` and ``train_log.json``."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
     from mlsearch_lib.config.paths import replace_dir
     from mlsearch_lib.evaluation import experiments, submission
 
@@ -140,13 +143,16 @@ def train_stack(profile, task: str, output: Path) -> dict[str, Any]:
     log.info("stack of %s on %d %s rows (profile %s, run dir %s)", " + ".join(kinds), len(df), task, profile.name,
              experiments.run_dir(run))
     oofs = experiments.out_of_fold(task, run, df, folds, kinds)
-    name, p, table, _ = experiments.stacked_table(df, folds, oofs, run.stack_with, run.backbone)
+    name, p, _, _ = experiments.stacked_table(df, folds, oofs, run.stack_with, run.backbone)
     experiments.save_oof(run, task, STACKED, df, folds, p)
     _, thresholds = submission.thresholds_table(df, p, run.validation.threshold_shrinkage, folds)
     built = submission.final_model(task, run, df, folds, thresholds, hold_out_fold=None)
     meta = json.loads((built / "mlsearch_model.json").read_text(encoding="utf-8"))
+    scored = np.isfinite(p)  # split mode: the dev rows
+    y = df["label"].to_numpy()[scored]
+    auc = {k: float(roc_auc_score(y, q[scored])) for k, q in {**oofs, STACKED: p}.items()}
     record = {"profile": profile.name, "task": task, "kind": STACKED, "parts": kinds, "rows": len(df),
-              "folds": run.validation.folds, "oof_roc_auc": table["roc_auc"].astype(float).to_dict(),
+              "folds": run.validation.folds, "oof_roc_auc": auc,
               "coef": dict(zip(kinds, meta["coef"])), "intercept": meta["intercept"],
               "thresholds": thresholds.to_dict(), "seconds": round(time.perf_counter() - t0, 2)}
     (built / "train_log.json").write_text(json.dumps(record, indent=2, default=float) + "\n", encoding="utf-8")

@@ -154,6 +154,14 @@ def test_learning_curve_legend_names_one_colour_per_task(tmp_path):
     assert [to_rgb(line.get_color()) for line in fig.axes[0].get_lines()] == legend_colours  # same colour, both panels
 
 
+def test_a_short_log_is_not_averaged_flat(tmp_path):
+    log = [{"step": s, "loss": loss} for s, loss in enumerate([0.74, 0.70, 0.72, 0.69], start=1)]
+    fig = figures.learning_curve({}, {"QC": [log]}, ENCODER)
+    _saved(fig, tmp_path, "learning_curve_short")
+    raw, smoothed = fig.axes[1].get_lines()
+    assert smoothed.get_ydata() == pytest.approx(raw.get_ydata())
+
+
 def test_learning_curve_without_logs_says_so(tmp_path):
     fig = figures.learning_curve({"QC": pd.DataFrame({"train_rows": [10, 20], "roc_auc": [0.6, 0.7]})}, {"QC": [[]]},
                                  figures.TFIDF)

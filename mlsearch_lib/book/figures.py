@@ -224,7 +224,8 @@ def learning_curve(curves: Mapping[str, pd.DataFrame], logs: Mapping[str, Sequen
         for log in folds:
             step, loss = [r["step"] for r in log], [r["loss"] for r in log]
             loss_ax.plot(step, loss, color=colours[task], lw=0.7, alpha=0.2)
-            (handles[task],) = loss_ax.plot(step, smooth(loss, window), color=colours[task], lw=1.6, alpha=0.9)
+            smoothed = smooth(loss, min(window, max(1, len(loss) // 5)))  # a short log is not averaged flat
+            (handles[task],) = loss_ax.plot(step, smoothed, color=colours[task], lw=1.6, alpha=0.9)
         if folds:
             labels[task] = f"{task} (loss: {len(folds)} fold{'s' * (len(folds) != 1)})"
     loss_ax.set(xlabel="step", ylabel="training loss", title=_wrap(f"{model}: training loss", 48))
@@ -234,7 +235,8 @@ def learning_curve(curves: Mapping[str, pd.DataFrame], logs: Mapping[str, Sequen
     legend = fig.legend([handles[t] for t in tasks], [labels[t] for t in tasks], loc="outside lower center",
                         ncol=len(tasks), frameon=False, fontsize=9)
     if loss_ax.get_lines():
-        legend.set_title(f"loss: rolling mean of {window} logged steps, raw trace faint", prop={"size": 8})
+        legend.set_title(f"loss: rolling mean of up to {window} logged steps (a fifth of a log at most), raw trace faint",
+                         prop={"size": 8})
     return fig
 
 

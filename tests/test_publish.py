@@ -163,3 +163,10 @@ def test_the_heartbeat_says_elapsed_and_remaining_time():
         time.sleep(0.18)
     assert lines and all(line.startswith("[1/1] 04_training running for 0.0 min") for line in lines)
     assert "about 10 min left (last run 10 min)" in lines[0]
+
+
+def test_the_rendered_book_names_no_absolute_path_of_this_machine():
+    from mlsearch_lib.book import render
+
+    text = f"data in {paths.PROJECT_ROOT}/data/raw, cache in {Path.home()}/.cache/mlsearch"
+    assert render._portable(text) == "data in ./data/raw, cache in ~/.cache/mlsearch"

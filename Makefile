@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-$(EXTRA)
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # pyproject's `cpu` extra pins the same (tests/test_score_cli.py checks that the two agree)
 TORCH_CPU := torch==2.13.0
-# `make book DRAFT=1`: a draft run (outputs under build/, nothing published)
+# `make book DRAFT=1`: run and publish even from a dirty tree, marked as a draft in run.json and the book
 DRAFT ?=
 
 .PHONY: book test render bench

@@ -150,6 +150,11 @@ def test_a_published_run_rewrites_only_the_readmes_findings_block(tmp_path):
     assert text.startswith("# title\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "old numbers" not in text
     assert "| best: e5 cross-encoder (stacked)" in text and "0.7200" in text
     assert findings.update_readme(readme, tmp_path / "tables", "cpu") and readme.read_text(encoding="utf-8") == text
+    meta = {"notebooks": {"00_eda": {"seconds": 9.8, "code_version": "abc"}, "04_training": {"seconds": 1790.2, "code_version": "abc"}},
+            "machine": {"cpu": "AMD EPYC", "cores": 2}}
+    assert findings.update_readme(readme, tmp_path / "tables", "cpu", meta)
+    assert ("From one book run at `abc`: 30.0 min of notebooks (00 10 s · 04 1,790 s) on AMD EPYC, 2 cores.\n\n"
+            + findings.README_END) in readme.read_text(encoding="utf-8")
     plain = tmp_path / "PLAIN.md"
     plain.write_text("no markers\n", encoding="utf-8")
     assert not findings.update_readme(plain, tmp_path / "tables", "cpu") and plain.read_text() == "no markers\n"

@@ -107,9 +107,25 @@ def figure(figures: Path) -> Path | None:
     return next((figures / name for name in FIGURES if (figures / name).is_file()), None)
 
 
-def update_readme(readme: Path, tables: Path, profile_name: str) -> bool:
+def run_line(meta: dict) -> str:
+    """One line on where the numbers come from: the commit, wall time in all and per notebook, the
+    machine (the README states what a book run costs from the run itself, never by hand)."""
+    runs = meta.get("notebooks", {})
+    if not runs:
+        return ""
+    versions = sorted({str(r.get("code_version", "unknown")) for r in runs.values()})
+    total = sum(float(r.get("seconds") or 0) for r in runs.values())
+    times = " · ".join(f"{stem[:2]} {float(r.get('seconds') or 0):,.0f} s" for stem, r in sorted(runs.items()))
+    machine = meta.get("machine", {})
+    where = ", ".join(str(machine[k]) + (" cores" if k == "cores" else "") for k in ("cpu", "cores") if k in machine)
+    return (f"From one book run at `{', '.join(versions)}`: {total / 60:.1f} min of notebooks ({times})"
+            + (f" on {where}" if where else "") + ".")
+
+
+def update_readme(readme: Path, tables: Path, profile_name: str, meta: dict | None = None) -> bool:
     """Rewrite the README's findings block (between :data:`README_START` and :data:`README_END`)
-    from ``tables``; a README without the markers is left alone. Returns whether it was rewritten."""
+    from ``tables`` and the run's ``meta`` (run.json); a README without the markers is left alone.
+    Returns whether it was rewritten."""
     if not readme.is_file():
         return False
     text = readme.read_text(encoding="utf-8")
@@ -118,8 +134,9 @@ def update_readme(readme: Path, tables: Path, profile_name: str) -> bool:
     body = findings_markdown(tables, headline_only=True)
     if not body:
         return False
+    line = run_line(meta or {})
     block = (f"{README_START}\n<!-- written by the `{profile_name}` book run from its tables; do not edit -->\n\n"
-             f"{body}\n\n{README_END}")
+             f"{body}\n\n" + (f"{line}\n\n" if line else "") + README_END)
     new = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text, flags=re.DOTALL)
     write_atomically(readme, lambda tmp: tmp.write_text(new, encoding="utf-8"))
     return True

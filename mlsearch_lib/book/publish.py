@@ -169,5 +169,5 @@ def publish(profile_name: str, book: list[str], draft: bool = False) -> Path:
     if profile_name == DEFAULT_PROFILE:
         from mlsearch_lib.book.findings import update_readme
 
-        update_readme(output_root() / "README.md", tables, profile_name)
+        update_readme(output_root() / "README.md", tables, profile_name, meta)
     return out

@@ -170,6 +170,31 @@ def test_the_heartbeat_says_elapsed_and_remaining_time():
     assert "about 10 min left (last run 10 min)" in lines[0]
 
 
+def test_a_notebooks_progress_bars_reach_the_heartbeat_as_plain_lines(tmp_path, monkeypatch):
+    import time
+
+    from tqdm.auto import tqdm as auto_bar
+
+    from mlsearch_lib.config import progress
+
+    monkeypatch.delenv(progress.ENV, raising=False)
+    assert isinstance(progress.tqdm(range(2), disable=True), auto_bar)  # JupyterLab: the notebook's own bar
+    steps = tmp_path / "progress" / "04_training.log"
+    monkeypatch.setenv(progress.ENV, str(steps))  # what `book run` sets for the kernel
+    assert progress.latest(steps) == ""
+    for _ in progress.tqdm(range(4), desc="QC encoder folds", mininterval=0):
+        time.sleep(0.01)
+    line = progress.latest(steps)
+    assert line.startswith("QC encoder folds: 100%") and "4/4 [" in line and "<00:00" in line  # elapsed<remaining
+    with progress.tqdm(total=10, desc="LLM scoring", mininterval=0) as bar:  # a step still under way
+        bar.update(3)
+        lines: list[str] = []
+        with runner._Heartbeat(lines.append, "[5/7] 04_training", expected=None, every=0.05, steps=steps):
+            time.sleep(0.12)
+    assert lines and lines[-1].startswith("[5/7] 04_training running for 0.0 min | LLM scoring:  30%")
+    assert "3/10 [" in lines[-1]
+
+
 def test_the_rendered_book_names_no_absolute_path_of_this_machine():
     from mlsearch_lib.book import render
 

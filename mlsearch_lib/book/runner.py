@@ -9,6 +9,7 @@ first failing notebook and names it and its cell.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import sys
 import threading
@@ -26,6 +27,7 @@ from mlsearch_lib.book.publish import (
     read_json,
     write_json,
 )
+from mlsearch_lib.config import progress
 from mlsearch_lib.config.paths import NOTEBOOKS_DIR, build_dir, data_dir, ensure, output_root
 from mlsearch_lib.config.profiles import Profile, load_profile
 
@@ -75,12 +77,13 @@ def _now() -> str:
 
 
 class _Heartbeat:
-    """A line every ``every`` seconds while a notebook runs: elapsed time and, from the last
-    run's duration, about how long is left. It shows in CI logs and ``| tee``, where papermill's
-    progress bar (a terminal's) does not."""
+    """A line every ``every`` seconds while a notebook runs: elapsed time, from the last run's
+    duration about how long is left, and the newest line of the notebook's own progress bars
+    (:mod:`mlsearch_lib.config.progress`: the step, its count, elapsed and remaining time). It
+    shows in CI logs and ``| tee``, where papermill's progress bar (a terminal's) does not."""
 
-    def __init__(self, log, label: str, expected: float | None, every: float) -> None:
-        self.log, self.label, self.expected, self.every = log, label, expected, every
+    def __init__(self, log, label: str, expected: float | None, every: float, steps: Path | None = None) -> None:
+        self.log, self.label, self.expected, self.every, self.steps = log, label, expected, every, steps
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._t0 = time.perf_counter()
@@ -92,7 +95,8 @@ class _Heartbeat:
             if self.expected:
                 left = (f", about {(self.expected - elapsed) / 60:.0f} min left (last run {self.expected / 60:.0f} min)"
                         if elapsed < self.expected else f", past the last run's {self.expected / 60:.0f} min")
-            self.log(f"{self.label} running for {elapsed / 60:.1f} min{left}")
+            step = progress.latest(self.steps) if self.steps else ""
+            self.log(f"{self.label} running for {elapsed / 60:.1f} min{left}" + (f" | {step}" if step else ""))
 
     def __enter__(self) -> _Heartbeat:
         if self.every > 0:
@@ -148,8 +152,11 @@ def run(profile_name: str, only: str | None = None, start: str | None = None, lo
         expected = previous.get(nb.stem, {}).get("seconds")
         entry = {"started": _now(), "code_version": version}
         t0 = time.perf_counter()
+        steps = ensure(run_dir / "progress") / f"{nb.stem}.log"
+        steps.write_text("", encoding="utf-8")
+        os.environ[progress.ENV] = str(steps)  # the kernel papermill starts inherits it
         try:
-            with _Heartbeat(log, label, expected, heartbeat_s):
+            with _Heartbeat(log, label, expected, heartbeat_s, steps):
                 pm.execute_notebook(
                     str(nb), str(executed), kernel_name="python3", cwd=str(NOTEBOOKS_DIR),
                     parameters={"PROFILE": profile_name, "RUN_DIR": str(run_dir)},
@@ -159,6 +166,8 @@ def run(profile_name: str, only: str | None = None, start: str | None = None, lo
             meta["notebooks"][nb.stem] = {**entry, "status": "failed", "seconds": round(time.perf_counter() - t0, 1)}
             write_json(meta_path, meta)
             raise _failure(nb, exc, executed) from None
+        finally:
+            os.environ.pop(progress.ENV, None)
         seconds = round(time.perf_counter() - t0, 1)
         meta["notebooks"][nb.stem] = {**entry, "status": "ok", "seconds": seconds, "finished": _now()}
         write_json(meta_path, meta)

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import yaml
 from scipy import stats
-from tqdm.auto import tqdm
 
 from mlsearch_lib.config.paths import RESOURCES_DIR
 from mlsearch_lib.config.profiles import Profile
+from mlsearch_lib.config.progress import tqdm
 from mlsearch_lib.data.folds import scored
 from mlsearch_lib.data.records import ITEM_FIELD, Task
 from mlsearch_lib.evaluation.experiments import CVCall, label_folds, prepare, run_dir, train_mask

@@ -12,9 +12,9 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from mlsearch_lib.config.paths import build_dir, ensure
+from mlsearch_lib.config.progress import tqdm
 
 #: Part of every cached vector's key (and of the fold caches built on them): bumped when the
 #: way a vector is computed changes. "unpadded": batches of one token length; "fixed-rows": and

@@ -28,11 +28,11 @@ from typing import Any, Protocol, Sequence
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from mlsearch_lib.config.hardware import default_device, native_bf16
 from mlsearch_lib.config.paths import build_dir, ensure
 from mlsearch_lib.config.profiles import GenerationConfig
+from mlsearch_lib.config.progress import tqdm
 from mlsearch_lib.data.records import DataFormatError, iter_jsonl
 from mlsearch_lib.features.prompts import QT_LANGUAGE, load_template
 from mlsearch_lib.models import engines

@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import Trainer
 
 from mlsearch_lib.config.hardware import default_device
 from mlsearch_lib.config.profiles import LLMConfig
+from mlsearch_lib.config.progress import tqdm
 from mlsearch_lib.config.seeds import seed_everything
 from mlsearch_lib.features.embeddings import length_batches
 from mlsearch_lib.features.prompts import Prompt

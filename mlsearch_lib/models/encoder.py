@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from mlsearch_lib.config.hardware import default_device
 from mlsearch_lib.config.profiles import EncoderConfig
+from mlsearch_lib.config.progress import tqdm
 from mlsearch_lib.config.seeds import seed_everything
 from mlsearch_lib.features.embeddings import length_batches
 from mlsearch_lib.models.trainer import (

@@ -17,10 +17,10 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from mlsearch_lib.config.paths import build_dir, ensure
 from mlsearch_lib.config.profiles import Profile
+from mlsearch_lib.config.progress import tqdm
 from mlsearch_lib.data.folds import TRAIN_ONLY, grouped_folds
 from mlsearch_lib.features.prompts import PromptBuilder
 

@@ -1,6 +1,6 @@
 """GPU-only risks closed on a CPU: a unit's model is gone before the next one is built (a 14B twice
-does not fit), vLLM's merged weights leave no folder behind, and `make book PROFILE=gpu` installs
-the gpu extra."""
+does not fit), a training checkpoint holds the adapter and not a copy of lm_head, vLLM's merged
+weights leave no folder behind, and `make book PROFILE=gpu` installs the gpu extra."""
 
 from __future__ import annotations
 
@@ -56,6 +56,28 @@ class _Scorer:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True)
         (directory / "adapter.bin").write_bytes(b"x")
+
+
+def test_a_training_checkpoint_holds_the_adapter_not_a_copy_of_lm_head(tmp_path):
+    from test_distributed import make_tiny_gemma
+
+    from mlsearch_lib.config.profiles import LLMConfig
+    from mlsearch_lib.features.prompts import Prompt
+    from mlsearch_lib.models.causal_lm import CausalLMScorer
+
+    model = make_tiny_gemma(tmp_path / "gemma")  # untied lm_head: 262,144 x 64 fp32 = 67 MB
+    cfg = LLMConfig(model=str(model), lora_r=4, lora_alpha=8, cutoff_len=48, batch_size=2,
+                    target_modules=["q_proj", "v_proj", "lm_head"])  # the gpu profile's lm_head target
+    scorer = CausalLMScorer(cfg, seed=0)
+    head = scorer.model.get_output_embeddings().weight
+    prompts = [Prompt("Is it relevant?\n", f"query {i}\n### Response:\n") for i in range(4)]
+    log = scorer.fit(prompts, np.array([0, 1, 0, 1]), output_dir=tmp_path / "run", max_steps=2, save_steps=1)
+    saved = tmp_path / "run" / "checkpoint-2" / "adapter_model.safetensors"
+    assert log["global_step"] == 2 and saved.is_file()
+    assert saved.stat().st_size < head.numel() * head.element_size() / 4  # LoRA's lm_head B: 4 MB, a copy 67 MB
+    resumed = CausalLMScorer(cfg, seed=0).fit(prompts, np.array([0, 1, 0, 1]), output_dir=tmp_path / "run",
+                                              max_steps=3, save_steps=1)
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 3  # it still resumes
 
 
 def test_merged_weights_for_vllm_leave_no_folder_behind(monkeypatch):

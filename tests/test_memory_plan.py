@@ -113,11 +113,12 @@ def test_activation_formula_matches_what_autograd_keeps_on_gemma():
 
 
 class _FakeCuda:
-    def __init__(self, monkeypatch, free_gib: float, total_gib: float, held_gib: float = 0.0):
+    def __init__(self, monkeypatch, free_gib: float, total_gib: float, held_gib: float = 0.0, cached_gib: float = 0.0):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(free_gib * GIB), int(total_gib * GIB)))
         monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: int(held_gib * GIB))
+        monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: int((held_gib + cached_gib) * GIB))
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake A10G")
 
 
@@ -145,6 +146,17 @@ def test_check_passes_when_it_fits_and_is_a_logged_no_op_on_cpu(monkeypatch, cap
     _FakeCuda(monkeypatch, free_gib=40.0, total_gib=48.0)
     assert mp.check(plan, "cuda:0") == pytest.approx(40 * GIB)
     assert mp.check(plan, "cpu") is None  # a CPU device is never checked
+
+
+def test_what_the_process_holds_counts_only_as_the_plans_own_weights(monkeypatch):
+    plan = mp.plan_llm(load_profile("gpu-qlora").llm, "gpu-qlora")
+    weights = plan.weights / GIB
+    _FakeCuda(monkeypatch, free_gib=30.0, total_gib=80.0, held_gib=weights, cached_gib=2.0)
+    assert mp.check(plan, "cuda:0") == pytest.approx((30.0 + 2.0 + weights) * GIB)  # its weights, loaded: fine
+    # a previous fold's 14B still held (not freed) is not room for this one
+    _FakeCuda(monkeypatch, free_gib=plan.total / GIB - weights - 1.0, total_gib=80.0, held_gib=weights + 28.0)
+    with pytest.raises(mp.MemoryPlanError, match="does not fit"):
+        mp.check(plan, "cuda:0")
 
 
 def test_the_hook_names_the_profile(monkeypatch):

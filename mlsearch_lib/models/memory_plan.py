@@ -223,9 +223,12 @@ def _alternatives(plan: MemoryPlan, cfg: LLMConfig | None, available: float) -> 
 def check(plan: MemoryPlan, device: Any = None, cfg: LLMConfig | None = None) -> float | None:
     """Raise :class:`MemoryPlanError` when ``plan`` does not fit on CUDA ``device``.
 
-    Available = free memory (``torch.cuda.mem_get_info``) + what this process already holds
-    (the plan counts the weights it may have loaded already). Returns the available bytes; on a
-    machine or ``device`` without CUDA nothing is checked (``None``, one log line).
+    Available = free memory (``torch.cuda.mem_get_info``) + what PyTorch's caching allocator
+    has reserved but not allocated (free to this process, not to ``mem_get_info``) + of what this
+    process has allocated, at most the plan's own weights (loaded before the check, and counted by
+    the plan). Anything else it holds, a previous fold's model not freed, is not available: the
+    check then fails here instead of out of memory mid-training. Returns the available bytes; on
+    a machine or ``device`` without CUDA nothing is checked (``None``, one log line).
     """
     import torch
 
@@ -234,7 +237,9 @@ def check(plan: MemoryPlan, device: Any = None, cfg: LLMConfig | None = None) ->
         return None
     dev = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
     free, total = torch.cuda.mem_get_info(dev)
-    available = float(free + torch.cuda.memory_allocated(dev))
+    allocated = torch.cuda.memory_allocated(dev)
+    cached = max(0, torch.cuda.memory_reserved(dev) - allocated)
+    available = float(free + cached + min(allocated, plan.weights))
     if plan.total <= available:
         log.info("memory plan: %.1f GiB needed, %.1f GiB available on %s", plan.gib(), available / GIB, dev)
         return available

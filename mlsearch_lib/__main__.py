@@ -1,6 +1,7 @@
 """Prediction, scoring and evaluation outside the notebooks.
 
     python -m mlsearch_lib predict --task QC --model DIR --input FILE --output FILE [--threshold T]
+    python -m mlsearch_lib predict ... [--shard-rows N] [--workers N --worker I | --ray N]
     python -m mlsearch_lib score --task QC --model DIR --query TEXT --category PATH [--language xx]
     python -m mlsearch_lib score --task QI --model DIR --query TEXT --title TEXT [--threshold T]
     python -m mlsearch_lib evaluate --pred FILE --gold FILE
@@ -8,8 +9,10 @@
 Input files are the official schema: JSON lines (or CSV) with ``id``, ``language``,
 ``origin_query`` and ``category_path`` (QC) or ``item_title`` (QI), plus ``label`` (0/1) in a
 gold file. ``predict`` writes JSON lines ``{"id", "prediction", "p_yes"}``: one line per input
-id, in input order. It writes to ``FILE.partial`` and renames when complete, and refuses to
-replace an existing output (or a leftover ``.partial``) unless ``--overwrite`` is given.
+id, in input order. It streams the input in shards (``FILE.shards/``, resumed after a kill;
+:mod:`mlsearch_lib.evaluation.predict`), joins them through ``FILE.partial`` and renames when
+complete, and refuses to replace an existing output (or a leftover ``.partial``) unless
+``--overwrite`` is given.
 ``score`` scores one pair, read exactly as ``predict`` reads a line of its input, and prints
 its p(yes) and the decision at the model's threshold.
 """
@@ -18,126 +21,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from mlsearch_lib.data.records import DataFormatError, iter_jsonl, parse_id, read_task_file
+from mlsearch_lib.data.records import DataFormatError, read_task_file
 from mlsearch_lib.evaluation.metrics import by_language
-
-
-def _check_threshold(model_dir: Path, threshold: float | None) -> Path:
-    """``model_dir/thresholds.json``, which must exist unless a fixed ``threshold`` in (0, 1) is given."""
-    if threshold is not None and not 0 < threshold < 1:
-        raise ValueError(f"--threshold must be in (0, 1), got {threshold}")
-    thr_file = Path(model_dir) / "thresholds.json"
-    if threshold is None and not thr_file.is_file():
-        raise FileNotFoundError(f"{thr_file}: the model has no tuned thresholds (notebook 05 and "
-                                "`python -m mlsearch_lib.models.train --kind stacked` write them); "
-                                "pass --threshold to decide at a fixed one")
-    return thr_file
-
-
-def _thresholds(thr_file: Path, threshold: float | None, languages: np.ndarray) -> np.ndarray:
-    """Each row's threshold: ``threshold`` for all, else the saved one of its language (or the global one)."""
-    from mlsearch_lib.evaluation.thresholds import Thresholds
-
-    if threshold is not None:
-        return np.full(len(languages), threshold)
-    try:
-        return Thresholds.from_dict(json.loads(thr_file.read_text(encoding="utf-8"))).for_rows(languages)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{thr_file}: not a thresholds file ({type(exc).__name__}: {exc})") from None
-
-
-def _load(task: str, model_dir: Path, trust: bool):
-    from mlsearch_lib.models.loading import load_model
-
-    model = load_model(model_dir, trust)
-    if model.task != task:
-        raise ValueError(f"{model_dir} is a {model.task} model, not {task}")
-    return model
-
-
-def predict_file(task: str, model_dir: Path, input_path: Path, output_path: Path,
-                 threshold: float | None = None, overwrite: bool = False, trust: bool = False) -> pd.DataFrame:
-    partial = output_path.with_name(output_path.name + ".partial")
-    if Path(output_path).resolve() == Path(input_path).resolve():
-        raise ValueError(f"--output {output_path} is the input file: it would be overwritten (--overwrite or not)")
-    thr_file = _check_threshold(model_dir, threshold)
-    for path in (output_path, partial):
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    df = read_task_file(input_path, task=task)  # validates before any model is loaded
-    model = _load(task, model_dir, trust)
-    p = model.predict_proba(df)
-    thr = _thresholds(thr_file, threshold, df["language"].to_numpy())
-    out = pd.DataFrame({"id": df["id"], "prediction": (p >= thr).astype(int), "p_yes": p})
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with partial.open("w", encoding="utf-8") as fh:
-        for rec in out.to_dict("records"):
-            fh.write(json.dumps({"id": rec["id"], "prediction": int(rec["prediction"]), "p_yes": round(float(rec["p_yes"]), 6)}) + "\n")
-    partial.replace(output_path)
-    return out
-
-
-def score_pair(task: str, model_dir: Path, query: str, item: str, language: str = "en",
-               threshold: float | None = None, trust: bool = False) -> dict:
-    """One (query, category path or item title) pair: ``{"p_yes", "threshold", "prediction"}``.
-
-    The pair goes through the same reader as a line of ``predict``'s input (a one-line file), so
-    its p(yes) is the one ``predict`` writes for that line."""
-    import tempfile
-
-    from mlsearch_lib.data.records import ITEM_FIELD
-
-    thr_file = _check_threshold(model_dir, threshold)
-    record = {"id": 1, "language": language, "origin_query": query, ITEM_FIELD[task]: item}
-    with tempfile.TemporaryDirectory(prefix="mlsearch-score-") as tmp:
-        path = Path(tmp) / "pair.jsonl"
-        path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
-        df = read_task_file(path, task=task)
-    model = _load(task, model_dir, trust)
-    p = float(model.predict_proba(df)[0])
-    thr = float(_thresholds(thr_file, threshold, df["language"].to_numpy())[0])
-    return {"p_yes": p, "threshold": thr, "prediction": int(p >= thr)}
-
-
-def read_predictions(path: Path) -> pd.DataFrame:
-    """A submission as the official checker reads it: every line an object with an ``id`` (an
-    integer or a string, as the gold file writes it), a 0/1 ``prediction`` and, optionally, a
-    ``p_yes`` in [0, 1]; ids once each. Every problem is ``file:line: field: why``."""
-    rows, first = [], {}
-    for lineno, rec in iter_jsonl(Path(path)):
-        for field in ("id", "prediction"):
-            if field not in rec:
-                raise DataFormatError(path, lineno, field, "missing")
-        try:
-            rid = parse_id(rec["id"])
-        except ValueError:
-            raise DataFormatError(path, lineno, "id", f"not an id as the gold file writes them: {rec['id']!r}") from None
-        if rid in first:
-            raise DataFormatError(path, lineno, "id", f"duplicate id {rid!r} (first on line {first[rid]})")
-        first[rid] = lineno
-        pred = rec["prediction"]
-        if isinstance(pred, bool) or pred not in (0, 1) or isinstance(pred, float) and not pred.is_integer():
-            raise DataFormatError(path, lineno, "prediction", f"must be 0 or 1, got {pred!r}")
-        row = {"id": rid, "prediction": int(pred), "line": lineno}
-        if "p_yes" in rec:
-            p = rec["p_yes"]
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 <= p <= 1:
-                raise DataFormatError(path, lineno, "p_yes", f"must be a number in [0, 1], got {p!r}")
-            row["p_yes"] = float(p)
-        rows.append(row)
-    if not rows:
-        raise DataFormatError(path, 0, None, "no predictions")
-    if len({"p_yes" in r for r in rows}) > 1:
-        line = next(r["line"] for r in rows if "p_yes" not in r)
-        raise DataFormatError(path, line, "p_yes", "present on some lines and absent on others")
-    return pd.DataFrame(rows)
+from mlsearch_lib.evaluation.predict import (  # noqa: F401 - predict_file and score_pair: the notebooks' and tests' names
+    SHARD_ROWS,
+    predict_file,
+    predict_shards,
+    predict_with_ray,
+    read_predictions,
+    score_pair,
+)
 
 
 def evaluate_files(pred_path: Path, gold_path: Path) -> pd.DataFrame:
@@ -197,7 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON lines (or .csv): id, language, origin_query, category_path (QC) or item_title (QI)")
     p.add_argument("--output", type=Path, required=True,
                    help='JSON lines {"id", "prediction", "p_yes"}, written to OUTPUT.partial, then renamed')
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --output (and start again instead of resuming OUTPUT.shards/)")
+    p.add_argument("--shard-rows", type=int, default=SHARD_ROWS,
+                   help=f"input lines a shard (default {SHARD_ROWS:,}): the unit that is written, resumed and shared out")
+    p.add_argument("--workers", type=int, default=1,
+                   help="how many data-parallel workers share the shards (with --worker: a SLURM array's size)")
+    p.add_argument("--worker", type=int,
+                   help="this worker's index in 0..workers-1 (e.g. $SLURM_ARRAY_TASK_ID): it scores its shards and "
+                        "leaves them; a later run without --worker joins them into --output")
+    p.add_argument("--ray", type=int, metavar="N",
+                   help="run N workers as Ray tasks (one GPU each where the cluster has GPUs), then join")
+    p.add_argument("--ray-address", help="a running Ray cluster ('auto'); default: start one on this machine")
 
     s = sub.add_parser("score", help="p(yes) and the decision for one query and category (QC) or title (QI)",
                        description="Score one pair with a saved model and print its p(yes), the threshold and the "
@@ -225,14 +135,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _predict(args: argparse.Namespace) -> str:
+    overwrite = args.overwrite
+    if args.ray:
+        if args.worker is not None:
+            raise ValueError("--ray starts its own workers: give --ray or --worker, not both")
+        if overwrite:  # start again: the workers must not find the old shards, the join must not remove theirs
+            shutil.rmtree(args.output.with_name(args.output.name + ".shards"), ignore_errors=True)
+            args.output.with_name(args.output.name + ".partial").unlink(missing_ok=True)
+            args.output.unlink(missing_ok=True)
+            overwrite = False
+        worker_args = ["--task", args.task, "--model", str(args.model), "--input", str(args.input), "--output",
+                       str(args.output), "--shard-rows", str(args.shard_rows)]
+        worker_args += (["--threshold", repr(args.threshold)] if args.threshold is not None else [])
+        worker_args += ["--trust-model"] if args.trust_model else []
+        predict_with_ray(worker_args, args.ray, args.ray_address)
+    n = predict_shards(args.task, args.model, args.input, args.output, args.threshold, overwrite, args.trust_model,
+                       args.shard_rows, args.worker, args.workers if args.worker is not None else 1)
+    done = f"{n['scored']} of {n['shards']} shard(s) scored here, {n['skipped']} found done"
+    if args.worker is not None:
+        return f"worker {args.worker} of {args.workers}: {done}; run without --worker to join them into {args.output}"
+    return f"wrote {n['rows']} predictions to {args.output} ({done})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "predict":
-            out = predict_file(args.task, args.model, args.input, args.output, args.threshold, args.overwrite,
-                               args.trust_model)
-            print(f"wrote {len(out)} predictions to {args.output}")
+            print(_predict(args))
         elif args.command == "score":
             item = args.category if args.task == "QC" else args.title
             if item is None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -26,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from mlsearch_lib.config.fanout import ray_commands
 from mlsearch_lib.config.profiles import Profile, load_profile, parse_sets
 from mlsearch_lib.evaluation import ablation, experiments
 from mlsearch_lib.evaluation.experiments import CVCall
@@ -115,26 +115,8 @@ def _command(args: argparse.Namespace, index: int) -> list[str]:
 def run_with_ray(args: argparse.Namespace, jobs: list[Job]) -> None:
     """Every job as a Ray task (one process each, ``--gpus-per-job`` GPUs for the GPU kinds, so
     Ray runs as many at once as there are GPUs); local by default, a cluster with ``--address``."""
-    import os
-
-    import ray
-
-    env = {k: v for k, v in os.environ.items() if k.startswith(("MLSEARCH_", "HF_", "PYTHON"))}
-    ray.init(address=args.address, num_cpus=args.workers, runtime_env={"env_vars": env},
-             include_dashboard=False, log_to_driver=False)
-
-    @ray.remote
-    def one(cmd: list[str]) -> tuple[list[str], int, str]:
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        return cmd, done.returncode, done.stderr[-2000:]
-
-    gpus = args.gpus_per_job if args.gpus_per_job is not None else float(ray.cluster_resources().get("GPU", 0) > 0)
-    try:
-        pending = [one.options(num_gpus=gpus if job.gpu else 0).remote(_command(args, i))
-                   for i, job in enumerate(jobs)]
-        failed = [(cmd, err) for cmd, rc, err in ray.get(pending) if rc]
-    finally:
-        ray.shutdown()
+    failed = ray_commands([_command(args, i) for i in range(len(jobs))], [job.gpu for job in jobs],
+                          args.gpus_per_job, args.address, args.workers)
     if failed:
         raise SystemExit("failed jobs:\n" + "\n".join(f"{' '.join(c)}\n{e}" for c, e in failed))
 

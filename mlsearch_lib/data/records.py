@@ -131,6 +131,101 @@ def _parse_label(value: Any) -> int:
     raise ValueError
 
 
+class TaskRows:
+    """The validated rows of one QC or QI file, one at a time: what :func:`read_task_file` checks,
+    without holding the file (``predict`` streams millions of pairs through it).
+
+    Iterating yields ``(line number, record)`` and learns :attr:`task` (from the first row when
+    not given), :attr:`labelled` and :attr:`int_ids` (every id so far an integer); ids are unique
+    across the whole file. :meth:`frame` types a batch of records as the whole file would be typed.
+    """
+
+    def __init__(self, path: str | Path, task: Task | None = None) -> None:
+        self.path, self.task = Path(path), task
+        self.labelled: bool | None = None
+        self.int_ids = True
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        path = self.path
+        rows_iter = _rows_csv(path) if path.suffix.lower() == ".csv" else iter_jsonl(path)
+        seen: dict[int | str, int] = {}
+        self.labelled, self.int_ids, self.rows = None, True, 0  # learnt again by every pass
+        for lineno, row in rows_iter:
+            if self.task is None:
+                try:
+                    self.task = detect_task(row)
+                except KeyError as exc:
+                    raise DataFormatError(path, lineno, None, f"cannot tell the task: {exc.args[0]}") from None
+            task = self.task
+            item = ITEM_FIELD[task]
+            for field in (*REQUIRED, item):
+                if field not in row:
+                    raise DataFormatError(path, lineno, field, f"missing (a {task} row needs {', '.join((*REQUIRED, item))})")
+            try:
+                rid = parse_id(row["id"])
+            except ValueError:
+                raise DataFormatError(path, lineno, "id", f"not a valid id: {row['id']!r}") from None
+            if rid in seen:
+                raise DataFormatError(path, lineno, "id", f"duplicate id {rid!r} (first on line {seen[rid]})")
+            seen[rid] = lineno
+            query = row["origin_query"]
+            if not isinstance(query, str):
+                raise DataFormatError(path, lineno, "origin_query", f"expected text, got {query!r}")
+            if not query.strip():
+                raise DataFormatError(path, lineno, "origin_query", f"empty query: {query!r}")
+            language = row["language"]
+            if not isinstance(language, str) or not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)?", language.strip()):
+                raise DataFormatError(path, lineno, "language", f"expected a language code such as 'en', got {language!r}")
+            text = row[item]
+            if text is None:
+                text = ""
+            if not isinstance(text, str):
+                raise DataFormatError(path, lineno, item, f"expected text, got {text!r}")
+            if task == "QC" and not text.strip():
+                raise DataFormatError(path, lineno, item, "empty category path")
+            has_label = "label" in row and row["label"] not in (None, "")
+            if self.labelled is None:
+                self.labelled = has_label
+            elif self.labelled != has_label:
+                raise DataFormatError(path, lineno, "label", "present on some rows and absent on others")
+            rec = dict(row)
+            rec.update(id=rid, language=language.strip().lower(), origin_query=query, **{item: text})
+            if has_label:
+                try:
+                    rec["label"] = _parse_label(row["label"])
+                except ValueError:
+                    raise DataFormatError(path, lineno, "label", f"must be 0 or 1, got {row['label']!r}") from None
+            self.int_ids = self.int_ids and isinstance(rid, int)
+            self.rows += 1
+            yield lineno, rec
+        if not self.rows:
+            raise DataFormatError(path, 0, None, "no rows")
+
+    def frame(self, records: list[dict[str, Any]], int_ids: bool | None = None) -> pd.DataFrame:
+        """``records`` (rows this reader yielded) as a typed frame; ids are int64 when ``int_ids``
+        (default: every id of ``records`` is an integer), else strings: pass the whole file's
+        :attr:`int_ids` so that every batch of a file is typed alike."""
+        task = self.task
+        assert task is not None, "iterate the rows first"
+        df = pd.DataFrame.from_records(records)
+        item = ITEM_FIELD[task]
+        front = [*REQUIRED, item] + (["label"] if self.labelled else [])
+        df = df[front + [c for c in df.columns if c not in front]]
+        if int_ids if int_ids is not None else all(isinstance(i, int) for i in df["id"]):
+            df["id"] = df["id"].astype("int64")
+        else:
+            df["id"] = df["id"].astype(str)
+        for col in ("language", "origin_query", item):
+            df[col] = df[col].astype(str)
+        if self.labelled:
+            df["label"] = df["label"].astype("int8")
+        if task == "QI":
+            df["empty_title"] = df[item].str.strip() == ""
+        df.attrs.update(task=task, path=str(self.path), labelled=bool(self.labelled))
+        return df
+
+
 def read_task_file(path: str | Path, task: Task | None = None) -> pd.DataFrame:
     """Read one QC or QI file (``.csv`` or JSON lines) into a typed, validated frame.
 
@@ -139,75 +234,8 @@ def read_task_file(path: str | Path, task: Task | None = None) -> pd.DataFrame:
     extra fields as given, and for QI ``empty_title`` (bool). ``df.attrs`` holds ``task``,
     ``path`` and ``labelled``.
     """
-    path = Path(path)
-    rows_iter = _rows_csv(path) if path.suffix.lower() == ".csv" else iter_jsonl(path)
-    records: list[dict[str, Any]] = []
-    seen: dict[int | str, int] = {}
-    labelled: bool | None = None
-    for lineno, row in rows_iter:
-        if task is None:
-            try:
-                task = detect_task(row)
-            except KeyError as exc:
-                raise DataFormatError(path, lineno, None, f"cannot tell the task: {exc.args[0]}") from None
-        item = ITEM_FIELD[task]
-        for field in (*REQUIRED, item):
-            if field not in row:
-                raise DataFormatError(path, lineno, field, f"missing (a {task} row needs {', '.join((*REQUIRED, item))})")
-        try:
-            rid = parse_id(row["id"])
-        except ValueError:
-            raise DataFormatError(path, lineno, "id", f"not a valid id: {row['id']!r}") from None
-        if rid in seen:
-            raise DataFormatError(path, lineno, "id", f"duplicate id {rid!r} (first on line {seen[rid]})")
-        seen[rid] = lineno
-        query = row["origin_query"]
-        if not isinstance(query, str):
-            raise DataFormatError(path, lineno, "origin_query", f"expected text, got {query!r}")
-        if not query.strip():
-            raise DataFormatError(path, lineno, "origin_query", f"empty query: {query!r}")
-        language = row["language"]
-        if not isinstance(language, str) or not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)?", language.strip()):
-            raise DataFormatError(path, lineno, "language", f"expected a language code such as 'en', got {language!r}")
-        text = row[item]
-        if text is None:
-            text = ""
-        if not isinstance(text, str):
-            raise DataFormatError(path, lineno, item, f"expected text, got {text!r}")
-        if task == "QC" and not text.strip():
-            raise DataFormatError(path, lineno, item, "empty category path")
-        has_label = "label" in row and row["label"] not in (None, "")
-        if labelled is None:
-            labelled = has_label
-        elif labelled != has_label:
-            raise DataFormatError(path, lineno, "label", "present on some rows and absent on others")
-        rec = dict(row)
-        rec.update(id=rid, language=language.strip().lower(), origin_query=query, **{item: text})
-        if has_label:
-            try:
-                rec["label"] = _parse_label(row["label"])
-            except ValueError:
-                raise DataFormatError(path, lineno, "label", f"must be 0 or 1, got {row['label']!r}") from None
-        records.append(rec)
-    if not records:
-        raise DataFormatError(path, 0, None, "no rows")
-    assert task is not None
-    df = pd.DataFrame.from_records(records)
-    item = ITEM_FIELD[task]
-    front = [*REQUIRED, item] + (["label"] if labelled else [])
-    df = df[front + [c for c in df.columns if c not in front]]
-    if all(isinstance(i, int) for i in df["id"]):
-        df["id"] = df["id"].astype("int64")
-    else:
-        df["id"] = df["id"].astype(str)
-    for col in ("language", "origin_query", item):
-        df[col] = df[col].astype(str)
-    if labelled:
-        df["label"] = df["label"].astype("int8")
-    if task == "QI":
-        df["empty_title"] = df[item].str.strip() == ""
-    df.attrs.update(task=task, path=str(path), labelled=bool(labelled))
-    return df
+    rows = TaskRows(path, task)
+    return rows.frame([rec for _, rec in rows])
 
 
 def stratified_sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:

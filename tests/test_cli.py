@@ -9,19 +9,7 @@ import sys
 import pytest
 
 from mlsearch_lib.__main__ import main
-from mlsearch_lib.config.profiles import load_profile
-from mlsearch_lib.data.records import read_task_file
 from mlsearch_lib.models.relevance import RelevanceModel
-
-
-@pytest.fixture()
-def qc_model(tmp_path, synthetic_data):
-    df = read_task_file(synthetic_data / "QC" / "train_QC.txt")
-    model = RelevanceModel("tfidf", "QC", load_profile("tiny"))
-    model.fit(df.iloc[:200])
-    directory = model.save(tmp_path / "model")
-    (directory / "thresholds.json").write_text(json.dumps({"global": 0.5, "per_language": {}}))
-    return directory, df
 
 
 def test_predict_writes_one_line_per_id_in_order(tmp_path, synthetic_data, qc_model):

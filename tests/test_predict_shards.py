@@ -10,22 +10,16 @@ import sys
 import pytest
 
 from mlsearch_lib.__main__ import main
-from mlsearch_lib.config.profiles import load_profile
-from mlsearch_lib.data.records import DataFormatError, read_task_file
+from mlsearch_lib.data.records import DataFormatError
 from mlsearch_lib.evaluation import predict
-from mlsearch_lib.models.relevance import RelevanceModel
 
 ROWS = 43  # shards of 10 rows: four whole ones and a last of 3
 LOAD = predict.load_for_task
 
 
 @pytest.fixture()
-def setup(tmp_path, synthetic_data):
-    df = read_task_file(synthetic_data / "QC" / "train_QC.txt")
-    model = RelevanceModel("tfidf", "QC", load_profile("tiny"))
-    model.fit(df.iloc[:200])
-    directory = model.save(tmp_path / "model")
-    (directory / "thresholds.json").write_text(json.dumps({"global": 0.5, "per_language": {}}))
+def setup(tmp_path, synthetic_data, qc_model):
+    directory, _ = qc_model
     src = tmp_path / "in.jsonl"
     lines = (synthetic_data / "QC" / "train_QC.txt").read_text(encoding="utf-8").splitlines()[:ROWS]
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")

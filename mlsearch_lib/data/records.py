@@ -121,6 +121,18 @@ def parse_id(value: Any) -> int | str:
     return int(text) if re.fullmatch(r"-?\d+", text) else text
 
 
+def unique_id(path: Path, lineno: int, value: Any, seen: dict[int | str, int], invalid: str = "not a valid id") -> int | str:
+    """:func:`parse_id` of line ``lineno``, once per file: ``seen`` maps each id to its first line."""
+    try:
+        rid = parse_id(value)
+    except ValueError:
+        raise DataFormatError(path, lineno, "id", f"{invalid}: {value!r}") from None
+    if rid in seen:
+        raise DataFormatError(path, lineno, "id", f"duplicate id {rid!r} (first on line {seen[rid]})")
+    seen[rid] = lineno
+    return rid
+
+
 def _parse_label(value: Any) -> int:
     if isinstance(value, bool):
         return int(value)
@@ -162,13 +174,7 @@ class TaskRows:
             for field in (*REQUIRED, item):
                 if field not in row:
                     raise DataFormatError(path, lineno, field, f"missing (a {task} row needs {', '.join((*REQUIRED, item))})")
-            try:
-                rid = parse_id(row["id"])
-            except ValueError:
-                raise DataFormatError(path, lineno, "id", f"not a valid id: {row['id']!r}") from None
-            if rid in seen:
-                raise DataFormatError(path, lineno, "id", f"duplicate id {rid!r} (first on line {seen[rid]})")
-            seen[rid] = lineno
+            rid = unique_id(path, lineno, row["id"], seen)
             query = row["origin_query"]
             if not isinstance(query, str):
                 raise DataFormatError(path, lineno, "origin_query", f"expected text, got {query!r}")

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mlsearch_lib.config.progress import tqdm
-from mlsearch_lib.data.records import ITEM_FIELD, DataFormatError, TaskRows, fingerprint, iter_jsonl, parse_id, read_task_file
+from mlsearch_lib.data.records import ITEM_FIELD, DataFormatError, TaskRows, fingerprint, iter_jsonl, read_task_file, unique_id
 
 SHARD_ROWS = 50_000
 
@@ -178,13 +178,7 @@ def read_predictions(path: Path) -> pd.DataFrame:
         for field in ("id", "prediction"):
             if field not in rec:
                 raise DataFormatError(path, lineno, field, "missing")
-        try:
-            rid = parse_id(rec["id"])
-        except ValueError:
-            raise DataFormatError(path, lineno, "id", f"not an id as the gold file writes them: {rec['id']!r}") from None
-        if rid in first:
-            raise DataFormatError(path, lineno, "id", f"duplicate id {rid!r} (first on line {first[rid]})")
-        first[rid] = lineno
+        rid = unique_id(path, lineno, rec["id"], first, invalid="not an id as the gold file writes them")
         pred = rec["prediction"]
         if isinstance(pred, bool) or pred not in (0, 1) or isinstance(pred, float) and not pred.is_integer():
             raise DataFormatError(path, lineno, "prediction", f"must be 0 or 1, got {pred!r}")

@@ -19,13 +19,16 @@ def two_token_logits(hidden: torch.Tensor, out_weight: torch.Tensor, token_ids: 
                      softcap: float | None = None) -> torch.Tensor:
     """Logits of ``token_ids`` only: ``hidden @ W[token_ids].T`` (plus the model's soft-capping).
 
-    Equal to ``lm_head(hidden)[..., token_ids]`` at a cost of 2 rows instead of the vocabulary.
+    Equal to ``lm_head(hidden)[..., token_ids]`` at a cost of 2 rows instead of the vocabulary,
+    but computed in float32: only the difference of the two logits matters, and a bf16 logit near
+    20 is rounded to a multiple of 0.125, which alone moves p(yes) by up to 0.03 (and the cached
+    and uncached paths, rounding different hidden states, by twice that).
     """
-    rows = out_weight[list(token_ids)]
-    logits = hidden.to(rows.dtype) @ rows.T
+    rows = out_weight[list(token_ids)].float()
+    logits = hidden.float() @ rows.T
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    return logits.float()
+    return logits
 
 
 def answer_token_ids(tokenizer: Any, name: str = "") -> tuple[int, int]:

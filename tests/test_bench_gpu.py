@@ -109,3 +109,16 @@ def test_bench_gpu_measures_scoring_training_and_memory_against_the_plan(isolate
     saved = isolated_outputs / "out" / "reports" / "bench"
     assert (saved / "gpu.md").read_text() == text and json.loads((saved / "gpu.json").read_text())["rows"] == 8
     assert "**random weights**" in text and "| (c) one pass p(yes) + prefix KV cache |" in text
+
+
+def test_the_trl_benchmarks_token_table_counts_padding_and_shared_prefixes():
+    from mlsearch_lib.bench.trl_sft import step_tokens
+
+    a, b = [1] * 10, [2] * 10
+    encoded = [(a, [0] * 4), (a, [0] * 2), (b, [0] * 6), (b, [0] * 2)]
+    one_batch = step_tokens(encoded, batch_size=4)
+    assert one_batch["padded"] == 16  # four rows padded to 10 + 6
+    assert one_batch["padding_free"] == (14 + 12 + 16 + 12) / 4
+    assert one_batch["prefix_shared"] == (10 + 10 + 4 + 2 + 6 + 2) / 4  # each prefix once
+    singles = step_tokens(encoded, batch_size=1)
+    assert singles["padded"] == singles["padding_free"] == singles["prefix_shared"]

@@ -14,6 +14,10 @@ training's peak memory against the memory plan: :mod:`mlsearch_lib.bench.gpu`, `
 ``budget --profile gpu [--rows QC=300000 QI=340000]`` (:mod:`mlsearch_lib.book.budget`): the GPU-hours of
 every job of a profile's book from those measurements: ``reports/bench/gpu_budget.md``.
 
+``trl [--rows 48] [--epochs 2]`` (:mod:`mlsearch_lib.bench.trl_sft`; needs ``pip install trl``): TRL's
+SFTTrainer against the book's answer-token Trainer on gemma-3-270m, and the tokens a training row
+costs padded, padding-free and with the shared prefix run once: ``reports/bench/trl.md``.
+
 ``memory [--no-write]`` (:mod:`mlsearch_lib.bench.memory_report`): the memory plan of every shipped
 profile, estimated before a weight is loaded: ``reports/bench/memory_plan.md``.
 """
@@ -49,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     gp.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs vLLM shards the model over (default: 1)")
     gp.add_argument("--gpu-memory-utilization", type=float, default=0.45,
                     help="share of GPU memory vLLM may take (default: %(default)s)")
+    tr = sub.add_parser("trl", help="TRL SFTTrainer vs the answer-token Trainer on gemma-3-270m (pip install trl)")
+    tr.add_argument("--rows", type=int, default=48, help="QC training rows (default: %(default)s)")
+    tr.add_argument("--epochs", type=float, default=2.0, help="epochs for both trainers (default: %(default)s)")
     mem = sub.add_parser("memory", help="the memory plan of every shipped profile (estimates): reports/bench/memory_plan.md")
     mem.add_argument("--no-write", action="store_true", help="print the table only")
     bud = sub.add_parser("budget", help="GPU-hours per notebook and job of a profile's book: reports/bench/gpu_budget.md")
@@ -79,6 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         res = run_gpu(args.profile, args.model, args.rows, args.quick, args.tensor_parallel_size,
                       args.gpu_memory_utilization, random_weights=args.random_weights, tokenizer=args.tokenizer)
         print(write_gpu_report(res))
+        return
+    if args.command == "trl":
+        from mlsearch_lib.bench.trl_sft import run_trl, write_trl_report
+
+        print(write_trl_report(run_trl(args.rows, epochs=args.epochs)))
         return
     if args.command == "encoder":
         print(write_encoder_report(run_encoder(args.rows, args.steps, quick=args.quick)))

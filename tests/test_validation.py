@@ -205,3 +205,57 @@ def test_auc_delta_interval_covers_the_gain_and_widens_when_rows_come_in_query_g
     assert grouped[0] == pytest.approx(delta)
     assert grouped[2] - grouped[1] > 1.5 * (naive[2] - naive[1])
     assert grouped[2] - grouped[1] == pytest.approx(hi - lo, rel=0.3)
+
+
+def test_leave_one_language_out_never_trains_on_a_query_of_the_held_out_language(qc, monkeypatch):
+    """de, en, it and pl share queries with other languages: such a query must not be in training."""
+    from mlsearch_lib.config.profiles import load_profile
+    from mlsearch_lib.evaluation import experiments
+
+    df = qc.copy()
+    a, b = sorted(df["language"].unique())[:2]
+    to = df.index[df["language"] == b][:3]
+    df.loc[to, "origin_query"] = df.loc[df.index[df["language"] == a][:3], "origin_query"].to_numpy()  # a's queries in b
+    seen: dict[str, set] = {}
+    fit = experiments.RelevanceModel.fit
+
+    def recording_fit(self, train, *args, **kwargs):
+        seen[len(seen)] = set(train["origin_query"].map(normalize_text))
+        return fit(self, train, *args, **kwargs)
+
+    monkeypatch.setattr(experiments.RelevanceModel, "fit", recording_fit)
+    folds = grouped_folds(df, 3, seed=0)
+    table = experiments.leave_one_language_out("QC", load_profile("tiny"), df, folds, np.full(len(df), 0.5))
+    languages = sorted(df["language"].unique())
+    assert list(table.index) == languages and len(seen) == len(languages)
+    for i, lang in enumerate(languages):
+        held_out = set(df.loc[df["language"] == lang, "origin_query"].map(normalize_text))
+        assert not seen[i] & held_out
+        assert table.loc[lang, "training rows"] == sum(
+            (df["language"] != lang) & ~df["origin_query"].map(normalize_text).isin(held_out))
+    assert table.loc[a, "training rows"] <= (df["language"] != a).sum() - 3  # b's copies of a's queries left out
+
+
+def test_the_tfidf_decomposition_reproduces_the_full_reference_and_reads_only_its_blocks(qc):
+    from mlsearch_lib.config.profiles import load_profile
+    from mlsearch_lib.evaluation import experiments
+    from mlsearch_lib.models.relevance import RelevanceModel
+
+    profile = load_profile("tiny")
+    folds = grouped_folds(qc, 3, seed=0)
+    table = experiments.tfidf_decomposition("QC", profile, qc, folds)
+    assert list(table.index) == list(experiments.DECOMPOSITION)
+    full = np.empty(len(qc))
+    for i in range(3):  # the full row is the TF-IDF reference itself
+        model = RelevanceModel("tfidf", "QC", profile)
+        model.fit(qc[folds != i].reset_index(drop=True))
+        full[folds == i] = model.predict_proba(qc[folds == i].reset_index(drop=True))
+    assert table.loc["full (+ shared n-grams: interaction)", "roc_auc"] == pytest.approx(
+        roc_auc_score(qc["label"], full), abs=1e-9)
+    # the synthetic labels are a pair property (query matches category): priors alone cannot reach it
+    assert table.loc["query only", "roc_auc"] < table.loc["full (+ shared n-grams: interaction)", "roc_auc"]
+    widths = {b: TfidfPair(blocks=b) for b in [("query",), ("query", "item", "overlap")]}
+    pairs = [("lego set", "toys,blocks"), ("robe", "women,dresses")]
+    for model in widths.values():
+        model.fit(pairs * 3, np.array([1, 0] * 3))
+    assert widths[("query",)]._features(pairs).shape[1] * 3 + 1 == widths[("query", "item", "overlap")]._features(pairs).shape[1]

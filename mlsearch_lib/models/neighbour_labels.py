@@ -92,10 +92,14 @@ class NeighbourLabelPair(HybridPair):
         return neighbour_label_features(q, c, [normalize_text(a) for a, _ in pairs], [b for _, b in pairs],
                                         ix["q"], ix["c"], ix["keys"], ix["items"], ix["y"], self.k, self.temperature)
 
-    def _features(self, pairs: list[tuple[str, str]], fit: bool = False) -> sp.csr_matrix:
-        # each embedding-store read loads the whole store: once per call, shared by both blocks
-        # (when fitting, the pairs are the index's own)
-        vectors = (self.index["q"], self.index["c"]) if fit else e5_vectors(self.cache, pairs)
+    def _vectors(self, pairs: list[tuple[str, str]], fit: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Each embedding-store read loads the whole store: once per call, shared by every block
+        (when fitting, the pairs are the index's own)."""
+        return (self.index["q"], self.index["c"]) if fit else e5_vectors(self.cache, pairs)
+
+    def _features(self, pairs: list[tuple[str, str]], fit: bool = False,
+                  vectors: tuple[np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
+        vectors = vectors or self._vectors(pairs, fit)
         nl = self._nl(pairs, vectors)
         nl = self.nl_scaler.fit_transform(nl) if fit else self.nl_scaler.transform(nl)
         return sp.hstack([super()._features(pairs, fit, vectors), sp.csr_matrix(nl)]).tocsr()

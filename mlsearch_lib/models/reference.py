@@ -27,7 +27,11 @@ class AllYes:
 class TfidfPair:
     """Character n-gram TF-IDF of query and item, their overlap, and a logistic regression."""
 
-    def __init__(self, seed: int = 0, c: float = 1.0):
+    #: the feature blocks, in order; a subset reads only those (:func:`~mlsearch_lib.evaluation.experiments.tfidf_decomposition`)
+    BLOCKS = ("query", "item", "overlap")
+
+    def __init__(self, seed: int = 0, c: float = 1.0, blocks: tuple[str, ...] = BLOCKS):
+        self.blocks = tuple(blocks)
         self.vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2,
                                           sublinear_tf=True, max_features=200_000)
         self.clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
@@ -36,8 +40,8 @@ class TfidfPair:
         q = self.vectorizer.transform([a for a, _ in pairs])
         i = self.vectorizer.transform([b for _, b in pairs])
         overlap = q.multiply(i).tocsr()
-        cosine = sp.csr_matrix(np.asarray(overlap.sum(axis=1)))
-        return sp.hstack([q, i, overlap, cosine]).tocsr()
+        parts = {"query": [q], "item": [i], "overlap": [overlap, sp.csr_matrix(np.asarray(overlap.sum(axis=1)))]}
+        return sp.hstack([m for b in getattr(self, "blocks", self.BLOCKS) for m in parts[b]]).tocsr()
 
     def fit_vocabulary(self, pairs: list[tuple[str, str]]) -> None:
         self.vectorizer.fit([a for a, _ in pairs] + [b for _, b in pairs])

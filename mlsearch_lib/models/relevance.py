@@ -24,12 +24,13 @@ from mlsearch_lib.config.progress import tqdm
 from mlsearch_lib.data.folds import TRAIN_ONLY, grouped_folds
 from mlsearch_lib.features.prompts import PromptBuilder
 
-KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "encoder", "llm")
+KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "encoder", "llm")
 LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "bi_encoder": "frozen e5 embeddings + LR",
           "hybrid": "TF-IDF + frozen e5 + LR", "hybrid_nl": "TF-IDF + frozen e5 + neighbour labels + LR",
+          "hybrid_cat": "TF-IDF + frozen e5 + neighbour labels + category priors + LR",
           "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
 #: the kinds that read frozen e5 vectors (from the embedding cache) beside or instead of TF-IDF
-FROZEN_E5 = ("bi_encoder", "hybrid", "hybrid_nl")
+FROZEN_E5 = ("bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat")
 
 
 def _backbone_class(kind: str) -> type:
@@ -46,6 +47,10 @@ def _backbone_class(kind: str) -> type:
         from mlsearch_lib.models.neighbour_labels import NeighbourLabelPair
 
         return NeighbourLabelPair
+    if kind == "hybrid_cat":
+        from mlsearch_lib.models.category_pair import CategoryPriorPair
+
+        return CategoryPriorPair
     if kind == "encoder":
         from mlsearch_lib.models.encoder import CrossEncoder
 
@@ -176,10 +181,11 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
         from mlsearch_lib.features.embeddings import EMBEDDING_VERSION
 
         settings["embedding"] = [profile.encoder.model, profile.encoder.max_length, EMBEDDING_VERSION]
-    if kind == "hybrid_nl":  # and what is read off the neighbours
+    if kind in ("hybrid_nl", "hybrid_cat"):  # and what is read off the neighbours
         from mlsearch_lib.models.neighbour_labels import FEATURES
 
         settings["neighbour_labels"] = FEATURES
+    settings["code"] = code_version(kind)
     if kind == "llm":  # the prompt's wording and layout live in a data file
         settings["template"] = builder.template
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -189,6 +195,29 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
     if weights is not None:
         h.update(np.asarray(weights, dtype=np.float64).tobytes())
     return h.hexdigest()[:16]
+
+
+def code_version(kind: str) -> str:
+    """A digest of the source of the model and feature modules the backbone's class is built from
+    (its bases' and those whose functions and classes they use), so a fold cached by other code is not reused and a
+    table's cache key says which code filled it."""
+    import inspect
+    import sys
+
+    if kind == "all_yes":
+        return "-"
+    def computes(name: str) -> bool:  # settings (config) are in the key already; data handling is not the model
+        return name.startswith(("mlsearch_lib.models.", "mlsearch_lib.features."))
+
+    cls = _backbone_class(kind)
+    names = {c.__module__ for c in cls.__mro__ if computes(c.__module__)}
+    for name in list(names):  # and the modules whose functions and classes those use (one level)
+        names |= {v.__module__ for v in vars(sys.modules[name]).values()
+                  if (inspect.isfunction(v) or inspect.isclass(v)) and computes(getattr(v, "__module__", ""))}
+    h = hashlib.sha256()
+    for name in sorted(names):
+        h.update(name.encode() + b"\0" + inspect.getsource(sys.modules[name]).encode())
+    return h.hexdigest()[:12]
 
 
 def cv_units(folds: np.ndarray) -> list[str]:

@@ -4,7 +4,7 @@
         [--max-rows N] [--set llm.batch_size=1 --set llm.grad_accum=8 ...]
     python -m mlsearch_lib.models.train --profile cpu --task QC --output models/QC     # what notebook 05 submits
 
-``--kind`` is any backbone (``tfidf``, ``bi_encoder``, ``hybrid``, ``hybrid_nl``, ``encoder``,
+``--kind`` is any backbone (``tfidf``, ``bi_encoder``, ``hybrid``, ``hybrid_nl``, ``hybrid_cat``, ``encoder``,
 ``llm``) or ``stacked``: the profile's ``backbone`` stacked with its ``stack_with`` model, built
 by notebook 04 and 05's own code (:func:`mlsearch_lib.evaluation.experiments.out_of_fold`, then
 :func:`mlsearch_lib.evaluation.submission.final_model`): both parts cross-validated on the
@@ -85,7 +85,7 @@ def train(profile_name: str, task: str, kind: str | None, output: Path, max_rows
     the profile submits (:func:`~mlsearch_lib.evaluation.experiments.submitted_kind`)."""
     from mlsearch_lib.config.profiles import load_profile, parse_sets
     from mlsearch_lib.data.records import load_training
-    from mlsearch_lib.models.relevance import RelevanceModel
+    from mlsearch_lib.models.relevance import FROZEN_E5, RelevanceModel
 
     sets = list(sets or [])
     if max_rows is not None:
@@ -102,7 +102,7 @@ def train(profile_name: str, task: str, kind: str | None, output: Path, max_rows
     df = load_training(task, profile.data, profile.seed)
     cfg = getattr(profile, kind, None)  # encoder / llm settings; the scikit-learn kinds have none of their own
     log.info("rank %d/%d: %s %s on %d %s rows (profile %s)", rank(), world_size(), kind,
-             getattr(cfg, "model", profile.encoder.model if kind in ("bi_encoder", "hybrid", "hybrid_nl") else "-"),
+             getattr(cfg, "model", profile.encoder.model if kind in FROZEN_E5 else "-"),
              len(df), task, profile.name)
     model = RelevanceModel(kind, task, profile)
     if kind in ("encoder", "llm"):

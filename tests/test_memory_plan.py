@@ -174,3 +174,13 @@ def test_table_covers_every_profile_and_is_written(tmp_path, monkeypatch, capsys
     for name in ("tiny", "cpu", "gpu", "gpu-qlora"):
         assert f"| {name} | llm |" in out and f"| {name} | encoder |" in out
     assert "| gpu, FSDP over 4 GPUs | llm |" in out and "27.51" in out
+
+
+def test_a_tiny_test_models_shape_is_known_before_anything_loaded_it(tmp_path, monkeypatch):
+    """The budget check reads gpu-smoke's model shape before any step has converted the model:
+    on a fresh model cache that raised KeyError and stopped the gpu-smoke book."""
+    from mlsearch_lib.models.tiny_models import QWEN2_TINY_ID
+
+    monkeypatch.setenv("MLSEARCH_MODEL_CACHE", str(tmp_path))
+    shape = model_shape(QWEN2_TINY_ID)
+    assert (shape.hidden, shape.layers) == (64, 2) and not shape.tie_embeddings

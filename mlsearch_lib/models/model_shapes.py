@@ -125,7 +125,8 @@ def model_shape(model_id: str) -> ModelShape:
     """Shape of ``model_id`` from a ``config.json`` found locally, else from :data:`KNOWN_MODELS`.
 
     Looks in: ``model_id`` as a directory, the Hugging Face cache, the offline model cache
-    (:func:`mlsearch_lib.config.paths.model_cache_dir`). Never downloads.
+    (:func:`mlsearch_lib.config.paths.model_cache_dir`). Never downloads; an ``mlsearch/`` tiny model
+    is built on first use, as loading it would.
     """
     for path in _config_candidates(model_id):
         try:
@@ -134,6 +135,11 @@ def model_shape(model_id: str) -> ModelShape:
             log.debug("%s: unusable config (%s)", path, exc)
     if model_id in KNOWN_MODELS:
         return KNOWN_MODELS[model_id]
+    if model_id.startswith("mlsearch/"):  # made here on first use (the tiny test models), never on the hub
+        from mlsearch_lib.models.offline import resolve_model
+
+        return ModelShape.from_config(json.loads((resolve_model(model_id) / "config.json").read_text(encoding="utf-8")),
+                                      model_id)
     raise KeyError(f"no config.json for {model_id!r} at hand and not a known model "
                    f"({', '.join(KNOWN_MODELS)}); pass a local model directory")
 

@@ -45,6 +45,11 @@ def language_of(query_text: str) -> str:
     return m.group(1) if m else ""
 
 
+def plain_query(query_text: str) -> str:
+    """The query as its user typed it: without the LT tag."""
+    return _LANG_TAG.sub("", query_text, count=1)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-4, 1 - 1e-4)
     return np.log(p / (1 - p))

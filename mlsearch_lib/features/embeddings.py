@@ -9,6 +9,7 @@ n-grams cannot. The same vectors find the in-context examples (:mod:`mlsearch_li
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,21 +89,32 @@ class EmbeddingCache:
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embeddings in input order; only texts never seen before are computed."""
         unique = list(dict.fromkeys(texts))
-        keys = [self._key(t) for t in unique]
-        store = self.cache_dir / "store.npz"
-        known: dict[str, np.ndarray] = {}
-        if store.exists():
-            saved = np.load(store)
-            known = dict(zip(saved["keys"].tolist(), saved["vectors"]))
-        missing = [t for t, k in zip(unique, keys) if k not in known]
-        if missing:
-            for text, vec in zip(missing, self._encode(missing)):
-                known[self._key(text)] = vec.astype(np.float32)
-            tmp = store.with_name("store.tmp.npz")
-            np.savez(tmp, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
-            tmp.replace(store)
-        index = {t: known[k] for t, k in zip(unique, keys)}
+        vectors = memo_on_disk(self.cache_dir / "store.npz", [self._key(t) for t in unique],
+                               lambda missing: self._encode([unique[i] for i in missing]))
+        index = dict(zip(unique, vectors))
         return np.stack([index[t] for t in texts])
+
+
+def memo_on_disk(store: Path, keys: list[str], compute: Callable[[list[int]], np.ndarray],
+                 chunk: int | None = None) -> np.ndarray:
+    """Values (float32 rows) of ``keys`` from the npz ``store``; the missing ones (their positions
+    in ``keys``) come from ``compute`` and are saved, ``chunk`` at a time when given, so that an
+    interrupted run keeps what it computed and the next one resumes there. Writes are atomic."""
+    known: dict[str, np.ndarray] = {}
+    if store.exists():
+        saved = np.load(store)
+        known = dict(zip(saved["keys"].tolist(), saved["vectors"]))
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}  # each distinct key computed once
+    missing = sorted(i for k, i in first.items() if k not in known)
+    step = chunk or max(len(missing), 1)
+    for start in range(0, len(missing), step):
+        part = missing[start:start + step]
+        for i, value in zip(part, compute(part)):
+            known[keys[i]] = np.asarray(value, dtype=np.float32)
+        tmp = store.with_name(store.stem + ".tmp.npz")
+        np.savez(tmp, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+        tmp.replace(store)
+    return np.stack([known[k] for k in keys]) if keys else np.zeros((0,), np.float32)
 
 
 def pair_features(q: np.ndarray, c: np.ndarray) -> np.ndarray:

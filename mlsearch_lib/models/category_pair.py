@@ -1,7 +1,9 @@
 """The neighbour-label model with QC's category side beside it: hierarchical path priors and
 query-to-path retrieval (:mod:`mlsearch_lib.features.category_priors`) as one more standardised
 block in the same logistic regression (backbone ``hybrid_cat``). Everything is fit on the
-training rows only; the training rows' own block leaves their query out, as the neighbour labels do."""
+training rows only; the training rows' own block leaves their query out, as the neighbour labels do.
+``hybrid_pmi`` adds a small causal LM's query-path PMI (:mod:`mlsearch_lib.features.pmi`), which
+reads no label."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from mlsearch_lib.data.records import normalize_text
 from mlsearch_lib.features.category_priors import PathPriors, language_of, retrieval_features
+from mlsearch_lib.features.pmi import PMI_MODEL, QueryLogProb, pmi_features
 from mlsearch_lib.models.neighbour_labels import NeighbourLabelPair
 
 
@@ -47,3 +50,18 @@ class CategoryPriorPair(NeighbourLabelPair):
         self.priors = PathPriors(self.strength).fit(keys, [b for _, b in pairs], [language_of(a) for a, _ in pairs],
                                                     np.asarray(labels))
         return super().fit(pairs, labels, weights)
+
+
+class CategoryPMIPair(CategoryPriorPair):
+    """:class:`CategoryPriorPair` + :data:`~mlsearch_lib.features.pmi.FEATURES` from the causal LM ``lm``."""
+
+    def __init__(self, model_id: str, max_length: int = 64, seed: int = 0, lm: str = PMI_MODEL, **category):
+        super().__init__(model_id, max_length, seed, **category)
+        self.lm = QueryLogProb(lm)
+        self.pmi_scaler = StandardScaler()
+
+    def _features(self, pairs: list[tuple[str, str]], fit: bool = False,
+                  vectors: tuple[np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
+        block = pmi_features(self.lm, pairs)
+        block = self.pmi_scaler.fit_transform(block) if fit else self.pmi_scaler.transform(block)
+        return sp.hstack([super()._features(pairs, fit, vectors), sp.csr_matrix(block)]).tocsr()

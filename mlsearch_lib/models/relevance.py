@@ -24,13 +24,14 @@ from mlsearch_lib.config.progress import tqdm
 from mlsearch_lib.data.folds import TRAIN_ONLY, grouped_folds
 from mlsearch_lib.features.prompts import PromptBuilder
 
-KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "encoder", "llm")
+KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "encoder", "llm")
 LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "bi_encoder": "frozen e5 embeddings + LR",
           "hybrid": "TF-IDF + frozen e5 + LR", "hybrid_nl": "TF-IDF + frozen e5 + neighbour labels + LR",
           "hybrid_cat": "TF-IDF + frozen e5 + neighbour labels + category priors + LR",
+          "hybrid_pmi": "TF-IDF + frozen e5 + neighbour labels + category priors + gemma PMI + LR",
           "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
 #: the kinds that read frozen e5 vectors (from the embedding cache) beside or instead of TF-IDF
-FROZEN_E5 = ("bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat")
+FROZEN_E5 = ("bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi")
 
 
 def _backbone_class(kind: str) -> type:
@@ -47,10 +48,10 @@ def _backbone_class(kind: str) -> type:
         from mlsearch_lib.models.neighbour_labels import NeighbourLabelPair
 
         return NeighbourLabelPair
-    if kind == "hybrid_cat":
-        from mlsearch_lib.models.category_pair import CategoryPriorPair
+    if kind in ("hybrid_cat", "hybrid_pmi"):
+        from mlsearch_lib.models.category_pair import CategoryPMIPair, CategoryPriorPair
 
-        return CategoryPriorPair
+        return CategoryPriorPair if kind == "hybrid_cat" else CategoryPMIPair
     if kind == "encoder":
         from mlsearch_lib.models.encoder import CrossEncoder
 
@@ -181,7 +182,7 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
         from mlsearch_lib.features.embeddings import EMBEDDING_VERSION
 
         settings["embedding"] = [profile.encoder.model, profile.encoder.max_length, EMBEDDING_VERSION]
-    if kind in ("hybrid_nl", "hybrid_cat"):  # and what is read off the neighbours
+    if kind in ("hybrid_nl", "hybrid_cat", "hybrid_pmi"):  # and what is read off the neighbours
         from mlsearch_lib.models.neighbour_labels import FEATURES
 
         settings["neighbour_labels"] = FEATURES

@@ -259,3 +259,18 @@ def test_the_tfidf_decomposition_reproduces_the_full_reference_and_reads_only_it
     for model in widths.values():
         model.fit(pairs * 3, np.array([1, 0] * 3))
     assert widths[("query",)]._features(pairs).shape[1] * 3 + 1 == widths[("query", "item", "overlap")]._features(pairs).shape[1]
+
+
+def test_seed_spread_gives_each_seed_its_own_folds_and_every_pairwise_gain(isolated_outputs):
+    from mlsearch_lib.config.profiles import load_profile
+    from mlsearch_lib.evaluation.seed_spread import main
+
+    out = main(["--profile", "tiny", "--task", "QC", "--kinds", "all_yes", "tfidf", "--seeds", "1", "2"])
+    assert out.is_relative_to(isolated_outputs)
+    text = out.read_text()
+    from mlsearch_lib.evaluation import experiments
+
+    folds = [experiments.prepare("QC", load_profile("tiny").model_copy(update={"seed": s}))[1] for s in (1, 2)]
+    assert (folds[0] != folds[1]).any()  # another seed, another split
+    assert text.count("| TF-IDF char n-gram + LR | all \"yes\"") == 2  # one gain row per seed
+    assert "Δroc_auc mean" in text and "0.5000" in text  # all "yes" scores 0.5 under every split

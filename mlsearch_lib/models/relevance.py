@@ -24,14 +24,16 @@ from mlsearch_lib.config.progress import tqdm
 from mlsearch_lib.data.folds import TRAIN_ONLY, grouped_folds
 from mlsearch_lib.features.prompts import PromptBuilder
 
-KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "encoder", "llm")
+KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr", "encoder",
+         "llm")
 LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "bi_encoder": "frozen e5 embeddings + LR",
           "hybrid": "TF-IDF + frozen e5 + LR", "hybrid_nl": "TF-IDF + frozen e5 + neighbour labels + LR",
           "hybrid_cat": "TF-IDF + frozen e5 + neighbour labels + category priors + LR",
           "hybrid_pmi": "TF-IDF + frozen e5 + neighbour labels + category priors + gemma PMI + LR",
+          "hybrid_ctr": "TF-IDF + frozen e5 + neighbour labels + category priors + contrastive e5 + LR",
           "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
 #: the kinds that read frozen e5 vectors (from the embedding cache) beside or instead of TF-IDF
-FROZEN_E5 = ("bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi")
+FROZEN_E5 = ("bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr")
 
 
 def _backbone_class(kind: str) -> type:
@@ -52,6 +54,10 @@ def _backbone_class(kind: str) -> type:
         from mlsearch_lib.models.category_pair import CategoryPMIPair, CategoryPriorPair
 
         return CategoryPriorPair if kind == "hybrid_cat" else CategoryPMIPair
+    if kind == "hybrid_ctr":
+        from mlsearch_lib.models.contrastive_pair import CategoryContrastivePair
+
+        return CategoryContrastivePair
     if kind == "encoder":
         from mlsearch_lib.models.encoder import CrossEncoder
 
@@ -182,7 +188,7 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
         from mlsearch_lib.features.embeddings import EMBEDDING_VERSION
 
         settings["embedding"] = [profile.encoder.model, profile.encoder.max_length, EMBEDDING_VERSION]
-    if kind in ("hybrid_nl", "hybrid_cat", "hybrid_pmi"):  # and what is read off the neighbours
+    if kind in ("hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr"):  # and what is read off the neighbours
         from mlsearch_lib.models.neighbour_labels import FEATURES
 
         settings["neighbour_labels"] = FEATURES

@@ -4,8 +4,8 @@
         [--max-rows N] [--set llm.batch_size=1 --set llm.grad_accum=8 ...]
     python -m mlsearch_lib.models.train --profile cpu --task QC --output models/QC     # what notebook 05 submits
 
-``--kind`` is any backbone (``tfidf``, ``bi_encoder``, ``hybrid``, ``hybrid_nl``, ``hybrid_cat``, ``hybrid_pmi``, ``encoder``,
-``llm``) or ``stacked``: the profile's ``backbone`` stacked with its ``stack_with`` model, built
+``--kind`` is any backbone (``tfidf``, ``bi_encoder``, ``hybrid``, ``hybrid_nl``, ``hybrid_cat``, ``hybrid_pmi``,
+``hybrid_ctr``, ``encoder``, ``llm``) or ``stacked``: the profile's ``backbone`` stacked with its ``stack_with`` model, built
 by notebook 04 and 05's own code (:func:`mlsearch_lib.evaluation.experiments.out_of_fold`, then
 :func:`mlsearch_lib.evaluation.submission.final_model`): both parts cross-validated on the
 profile's folds, a logistic regression fit on their out-of-fold logits, thresholds tuned on the

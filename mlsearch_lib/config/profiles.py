@@ -129,6 +129,16 @@ class LLMConfig(_Strict):
     tensor_parallel_size: PositiveInt = 1  # vllm scoring: GPUs one model is split over
 
 
+class ContrastiveConfig(_Strict):
+    """The contrastive bi-encoder of backbone ``hybrid_ctr`` (:mod:`mlsearch_lib.features.contrastive`):
+    each of its two cross-fitted towers tunes e5's top layers on one half of the training queries."""
+
+    train_top_layers: int = Field(2, ge=1)
+    epochs: float = Field(2.0, gt=0)
+    batch_size: int = Field(64, ge=2)  # the in-batch negatives: every other positive path of the batch
+    lr: float = Field(1e-4, gt=0)
+
+
 class GenerationConfig(_Strict):
     """Description generation (DG) and query translation (QT): engine, sampling, how many rows."""
 
@@ -233,6 +243,7 @@ class Profile(_Strict):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    contrastive: ContrastiveConfig = Field(default_factory=ContrastiveConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)

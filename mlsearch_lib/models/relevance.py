@@ -83,6 +83,9 @@ def _backbone(kind: str, profile: Profile) -> Any:
         return cls()
     if kind == "tfidf":
         return cls(seed=profile.seed)
+    if kind == "hybrid_ctr":
+        return cls(profile.encoder.model, profile.encoder.max_length, seed=profile.seed,
+                   tower=profile.contrastive.model_dump())
     if kind in FROZEN_E5:
         return cls(profile.encoder.model, profile.encoder.max_length, seed=profile.seed)
     return cls(getattr(profile, kind), seed=profile.seed)
@@ -183,7 +186,8 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
     h = hashlib.sha256()
     builder = PromptBuilder(task, profile.prompt)
     settings = {"kind": kind, "task": task, "seed": profile.seed, "prompt": profile.prompt.model_dump(),
-                "backbone": getattr(profile, kind).model_dump() if kind in ("encoder", "llm") else None}
+                "backbone": getattr(profile, kind).model_dump() if kind in ("encoder", "llm") else
+                profile.contrastive.model_dump() if kind == "hybrid_ctr" else None}
     if kind in FROZEN_E5:  # frozen e5 vectors: which model, length and way of computing
         from mlsearch_lib.features.embeddings import EMBEDDING_VERSION
 

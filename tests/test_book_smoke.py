@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mlsearch_lib.book import runner
-from mlsearch_lib.config.profiles import profile_path
+from mlsearch_lib.config.profiles import load_profile, profile_path
 
 
 def _book(*args: str) -> subprocess.CompletedProcess:
@@ -69,7 +69,7 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
         assert sub["id"].tolist() == gold["id"].tolist() and set(sub["prediction"]) <= {0, 1}
         assert 0 <= metrics["05_prediction"][f"{task}_holdout_f1"] <= 1
         # tiny submits the stack (stack_with): its parts saved whole, its out-of-fold p(yes) beside the others
-        assert {p.name for p in (build / "models" / task / "parts").iterdir()} == {"hybrid_nl", "encoder"}
+        assert {p.name for p in (build / "models" / task / "parts").iterdir()} == {load_profile("tiny").stack_with, "encoder"}
         assert pd.read_csv(build / "oof" / f"{task}_stacked_all.csv")["p_yes"].between(0, 1).all()
     # 03: generated descriptions cached (a second call generates nothing) and attached as tags
     dg = pd.read_csv(tables / "03_dg_summary.csv", index_col=0)

@@ -119,7 +119,9 @@ class ContrastiveTower:
                 for sel in length_batches([len(s) for s in states], batch_size):
                     for i, v in zip(sel, self._forward([states[i] for i in sel]).numpy()):
                         self._memo[unique[i]] = v
-        return np.stack([self._memo[t] for t in texts]) if len(texts) else np.zeros((0, self.top[0].output.dense.out_features), np.float32)
+        if not len(texts):
+            return np.zeros((0, self.top[0].output.dense.out_features), np.float32)
+        return np.stack([self._memo[t] for t in texts])
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, queries: Sequence[str], paths: Sequence[str], labels: np.ndarray) -> dict:

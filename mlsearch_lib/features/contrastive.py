@@ -188,7 +188,7 @@ def tower_features(q: np.ndarray, c: np.ndarray, keys: Sequence[str], items: Seq
     out = np.zeros((len(keys), len(FEATURES)))
     cos = (q * c).sum(1)
     out[:, 0] = cos
-    known = {item: i for i, item in enumerate(candidate_items)}
+    known = set(candidate_items)
     for start in range(0, len(keys), CHUNK):
         rows = slice(start, start + CHUNK)
         s = (q[rows] @ candidates.T).astype(np.float64) / TAU
@@ -234,7 +234,7 @@ class CrossFitTowers:
             sel = np.flatnonzero(half == h)
             self.log.append(tower.fit([qt[i] for i in sel], [ct[i] for i in sel], labels[sel]))
             self.towers.append(tower)
-        self.index = {"keys": list(keys), "items": [b for _, b in pairs], "y": labels, "q": qt, "c": ct}
+        self.index = {"keys": list(keys), "items": [b for _, b in pairs], "y": labels, "q": qt}
         self.candidate_items = list(dict.fromkeys(self.index["items"]))
         out = np.zeros((len(pairs), len(FEATURES)))
         for h in (0, 1):

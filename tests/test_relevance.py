@@ -175,7 +175,8 @@ def test_a_resumed_distilling_fit_reuses_its_teachers_folds(qc, monkeypatch, tmp
     np.testing.assert_array_equal(again, seen["targets"])
 
 
-def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_scores_give(isolated_outputs, qc):
+def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_scores_give(isolated_outputs, qc,
+                                                                                          monkeypatch):
     from scipy.special import expit, logit
     from sklearn.linear_model import LogisticRegression
 
@@ -188,7 +189,10 @@ def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_
     prof = load_profile("tiny", {"backbone": "tfidf", "stack_with": "bi_encoder"})
     assert experiments.submitted_kind(prof) == "stacked"
     oofs = experiments.out_of_fold("QC", prof, df, folds, ["tfidf", "bi_encoder"])
+    real_fit = relevance.RelevanceModel.fit  # both parts were kept for the held-out fold: none trains again
+    monkeypatch.setattr(relevance.RelevanceModel, "fit", lambda *a, **k: pytest.fail("trained again"))
     directory = submission.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
+    monkeypatch.setattr(relevance.RelevanceModel, "fit", real_fit)
     stack = load_model(directory)
     assert isinstance(stack, StackedModel) and list(stack.parts) == ["bi_encoder", "tfidf"]
     assert not directory.with_name("QC.partial").exists() and (directory / "thresholds.json").is_file()

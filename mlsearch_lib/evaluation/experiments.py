@@ -102,7 +102,7 @@ def train_mask(df: pd.DataFrame, profile: Profile, setting: str = "all") -> np.n
 
 
 #: Without official test files, notebook 05 holds this fold out for its submission check; the
-#: main model that predicted it in cross-validation is kept, so 05 does not train it again.
+#: submitted models that predicted it in cross-validation are kept, so 05 does not train them again.
 HOLDOUT_FOLD = 0
 
 
@@ -131,11 +131,12 @@ class CVCall:
 
 def oof_calls(task: Task, profile: Profile, df: pd.DataFrame, kinds: list[str], setting: str = "all",
               weights: np.ndarray | None = None) -> list[CVCall]:
-    """What :func:`out_of_fold` cross-validates: one call per kind; the main model's held-out
-    fold (split mode: its split model) is kept for notebook 05."""
+    """What :func:`out_of_fold` cross-validates: one call per kind; for each model notebook 05
+    submits (the main model and its ``stack_with`` part) the held-out fold's model (split mode: the
+    split model) is kept, so 05 reuses it instead of training it again."""
     mask = train_mask(df, profile, setting)
-    return [CVCall(kind, kind, profile, mask, lambda: weights,
-                   HOLDOUT_FOLD if kind == profile.backbone and setting == "all" and weights is None else None)
+    submitted = {profile.backbone, profile.stack_with} if setting == "all" and weights is None else set()
+    return [CVCall(kind, kind, profile, mask, lambda: weights, HOLDOUT_FOLD if kind in submitted else None)
             for kind in kinds]
 
 

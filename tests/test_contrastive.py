@@ -22,8 +22,9 @@ def _margin(tower: ContrastiveTower) -> float:
     return float(cos[LABELS == 1].mean() - cos[LABELS == 0].mean())
 
 
-def test_a_tower_pulls_its_queries_toward_their_positive_paths():
-    tower = ContrastiveTower(MODEL, 32, train_top_layers=2, epochs=4, batch_size=8, lr=3e-4, seed=0)
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])  # bf16: autocast, emulated or native
+def test_a_tower_pulls_its_queries_toward_their_positive_paths(bf16):
+    tower = ContrastiveTower(MODEL, 32, train_top_layers=2, epochs=4, batch_size=8, lr=3e-4, seed=0, bf16=bf16)
     before = _margin(tower)
     qt, ct = CrossFitTowers.texts(PAIRS)
     log = tower.fit(qt, ct, LABELS)

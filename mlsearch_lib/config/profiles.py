@@ -137,6 +137,10 @@ class ContrastiveConfig(_Strict):
     epochs: float = Field(2.0, gt=0)
     batch_size: int = Field(64, ge=2)  # the in-batch negatives: every other positive path of the batch
     lr: float = Field(1e-4, gt=0)
+    #: the trained layers' forward and backward in bf16 autocast (the cosines and loss in fp32; the
+    #: features are computed in fp32): "auto" = where the hardware computes bf16 natively
+    bf16: bool = False
+    bf16_auto = field_validator("bf16", mode="before")(_bf16_field)
 
 
 class GenerationConfig(_Strict):

@@ -67,8 +67,8 @@ class ContrastiveTower:
     """e5 with its top ``train_top_layers`` layers tuned on (query, positive path[, negative paths])."""
 
     def __init__(self, model_id: str, max_length: int = 64, train_top_layers: int = 2, epochs: float = 2.0,
-                 batch_size: int = 64, lr: float = 1e-4, seed: int = 0):
-        self.model_id, self.max_length, self.seed = model_id, max_length, seed
+                 batch_size: int = 64, lr: float = 1e-4, seed: int = 0, bf16: bool = False):
+        self.model_id, self.max_length, self.seed, self.bf16 = model_id, max_length, seed, bf16
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         layers = _frozen(model_id)[1].encoder.layer
         self.n_low = len(layers) - train_top_layers
@@ -159,9 +159,10 @@ class ContrastiveTower:
             batch, order = [positives[i] for i in order[:self.batch_size]], order[self.batch_size:]
             hard = [(q, rng.choice(negatives[q])) for q, _ in batch if q in negatives]
             columns = [p for _, p in batch] + [p for _, p in hard]
-            qv = self._forward(self._lower([q for q, _ in batch]))
-            cv = self._forward(self._lower(columns))
-            logits = qv @ cv.T / TAU
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                qv = self._forward(self._lower([q for q, _ in batch]))
+                cv = self._forward(self._lower(columns))
+            logits = qv.float() @ cv.float().T / TAU
             # a column holding one of the row's own positive paths is not a negative (its diagonal is the target)
             clash = torch.tensor([[c in own[q] for c in columns] for q, _ in batch])
             clash[torch.arange(len(batch)), torch.arange(len(batch))] = False

@@ -274,3 +274,20 @@ def test_seed_spread_gives_each_seed_its_own_folds_and_every_pairwise_gain(isola
     assert (folds[0] != folds[1]).any()  # another seed, another split
     assert text.count("| TF-IDF char n-gram + LR | all \"yes\"") == 2  # one gain row per seed
     assert "Δroc_auc mean" in text and "0.5000" in text  # all "yes" scores 0.5 under every split
+
+
+def test_seed_spread_scores_a_stack_of_two_kinds_as_notebook_04_fits_it(isolated_outputs):
+    from mlsearch_lib.config.profiles import load_profile
+    from mlsearch_lib.evaluation import experiments
+    from mlsearch_lib.evaluation.seed_spread import seed_spread
+    from mlsearch_lib.models import stacking
+
+    prof = load_profile("tiny")
+    results, gains = seed_spread("QC", prof, ["tfidf", "bi_encoder", "tfidf+bi_encoder"], [3])
+    df, folds = experiments.prepare("QC", prof.model_copy(update={"seed": 3}))
+    oofs = {k: experiments.load_oof(prof.model_copy(update={"seed": 3}), "QC", k)["p_yes"].to_numpy()
+            for k in ("tfidf", "bi_encoder")}
+    p = stacking.stacked_oof(df["label"].to_numpy(), folds, oofs)[0]
+    row = experiments.results_table(df, folds, {"s": p}).iloc[0]
+    assert results.set_index("model").loc["tfidf+bi_encoder", "roc_auc"] == row["roc_auc"]
+    assert set(gains.loc[gains["model"] == "tfidf+bi_encoder", "over"]) == {"tfidf", "bi_encoder"}

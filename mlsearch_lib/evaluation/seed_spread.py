@@ -6,8 +6,10 @@ the spread across seeds.
     python -m mlsearch_lib.evaluation.seed_spread --profile cpu --task QC \\
         --kinds tfidf hybrid_nl hybrid_cat hybrid_pmi --seeds 13 29
 
-writes ``reports/probes/<task>_seed_spread.md``. Fold caches are the book's own
-(``build/<profile>/folds``): the profile's seed reuses what the book computed.
+writes ``reports/probes/<task>_seed_spread.md`` (``--name``: another file). A kind ``a+b`` is the
+stack of ``a`` and ``b`` (:func:`~mlsearch_lib.models.stacking.stacked_oof`, as notebook 04 fits
+it), so a submitted system's gain over another stack gets its spread too. Fold caches are the
+book's own (``build/<profile>/folds``): the profile's seed reuses what the book computed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mlsearch_lib.config.profiles import Profile, load_profile
 from mlsearch_lib.data.folds import query_groups
 from mlsearch_lib.evaluation import experiments
 from mlsearch_lib.evaluation.metrics import auc_delta_interval
+from mlsearch_lib.models import stacking
 from mlsearch_lib.models.relevance import LABELS
 
 
@@ -35,14 +38,19 @@ def seed_spread(task: str, profile: Profile, kinds: Sequence[str], seeds: Sequen
         prof = profile.model_copy(update={"seed": seed})
         df, folds = experiments.prepare(task, prof)
         oofs = {}
+        y = df["label"].to_numpy()
         for kind in kinds:
             start = time.perf_counter()
-            oofs[kind] = experiments.out_of_fold(task, prof, df, folds, [kind])[kind]
+            for part in kind.split("+"):
+                if part not in oofs:
+                    oofs[part] = experiments.out_of_fold(task, prof, df, folds, [part])[part]
+            if "+" in kind:
+                oofs[kind] = stacking.stacked_oof(y, folds, {k: oofs[k] for k in kind.split("+")})[0]
             seconds = time.perf_counter() - start
             row = experiments.results_table(df, folds, {kind: oofs[kind]}).iloc[0]
             results.append({"seed": seed, "model": kind, "roc_auc": row["roc_auc"], "pr_auc": row["pr_auc"],
                             "f1@tuned": row["f1@tuned"], "seconds (cache hits are fast)": seconds})
-        y, groups = df["label"].to_numpy(), query_groups(df)
+        groups = query_groups(df)
         for i, kind in enumerate(kinds):
             for ref in kinds[:i]:
                 d, lo, hi = auc_delta_interval(y, oofs[kind], oofs[ref], groups)
@@ -56,7 +64,7 @@ def spread(frame: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
 
 
 def report(task: str, profile: Profile, results: pd.DataFrame, gains: pd.DataFrame) -> str:
-    label = lambda s: s.map(lambda k: LABELS.get(k, k))  # noqa: E731
+    label = lambda s: s.map(lambda k: stacking.label(k.split("+")) if "+" in k else LABELS.get(k, k))  # noqa: E731
     shown = results.assign(model=label(results["model"]))
     g = gains.assign(model=label(gains["model"]), over=label(gains["over"]))
     return "\n\n".join([
@@ -75,13 +83,15 @@ def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--task", default="QC", choices=["QC", "QI"])
-    ap.add_argument("--kinds", nargs="+", default=["tfidf", "hybrid_nl", "hybrid_cat"])
+    ap.add_argument("--kinds", nargs="+", default=["tfidf", "hybrid_nl", "hybrid_cat"],
+                    help="model kinds, and stacks as a+b (e.g. hybrid_nl+encoder)")
+    ap.add_argument("--name", help="the report's file name in reports/probes/ (default: <task>_seed_spread)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[13, 29])
     args = ap.parse_args(argv)
     profile = load_profile(args.profile)
     results, gains = seed_spread(args.task, profile, args.kinds, args.seeds)
     text = report(args.task, profile, results, gains)
-    out = ensure(reports_dir() / "probes") / f"{args.task}_seed_spread.md"
+    out = ensure(reports_dir() / "probes") / f"{args.name or args.task + '_seed_spread'}.md"
     out.write_text(text, encoding="utf-8")
     print(text)
     return out

@@ -273,3 +273,18 @@ def test_encoder_benchmark_times_fp32_beside_bf16(tmp_path, monkeypatch, capsys)
     assert all(r["train_rows_per_s"] > 0 and r["score_rows_per_s"] > 0 and len(r["p_yes"]) == 16 for r in runs)
     gap = np.abs(np.array(runs[0]["p_yes"]) - np.array(runs[1]["p_yes"]))
     assert 0 < gap.max() < 0.05  # bf16 rounds (so not identical) but trains the same model
+
+
+def test_contrastive_benchmark_times_a_tower_in_both_precisions(tmp_path, monkeypatch, capsys):
+    import json
+
+    from mlsearch_lib.bench import cli
+
+    monkeypatch.setenv("MLSEARCH_OUTPUT_ROOT", str(tmp_path))
+    cli.main(["contrastive", "--quick"])
+    text = (tmp_path / "reports" / "bench" / "contrastive.md").read_text()
+    assert text.strip() in capsys.readouterr().out and "| fp32 |" in text and "| 1.00x |" in text
+    runs = json.loads((tmp_path / "reports" / "bench" / "contrastive.json").read_text())[-1]["runs"]
+    assert [r["precision"] for r in runs] == ["fp32", "bf16"]
+    assert runs[0]["max_cos_diff"] == 0 and 0 < runs[1]["max_cos_diff"] < 0.1  # bf16 rounds, same model
+    assert all(r["seconds"] > 0 and r["steps"] == runs[0]["steps"] > 0 for r in runs)

@@ -1,10 +1,13 @@
-"""The benchmarks' command line: ``python -m mlsearch_lib.bench scoring|encoder|gpu|budget|memory``.
+"""The benchmarks' command line: ``python -m mlsearch_lib.bench scoring|encoder|contrastive|gpu|budget|memory|trl``.
 
 ``scoring`` (:mod:`mlsearch_lib.bench.scoring`): gemma-3-270m's three ways of scoring and the
 e5 cross-encoder, side by side, with training throughput: ``reports/bench/scoring.md``.
 
 ``encoder [--rows 512]`` (:mod:`mlsearch_lib.bench.encoder_bf16`): the cross-encoder's top-stack
 training and scoring in fp32 and bf16 autocast: ``reports/bench/encoder.md``.
+
+``contrastive [--rows 4000]`` (same module): one contrastive tower of ``hybrid_ctr`` trained in fp32
+and in bf16 autocast: ``reports/bench/contrastive.md``.
 
 ``gpu [--model ID] [--rows 512] [--random-weights --tokenizer DIR]`` (a CUDA machine only;
 elsewhere it exits with a message and writes nothing): the same three ways and vLLM's (when the
@@ -27,7 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlsearch_lib.bench.encoder_bf16 import run_encoder, write_encoder_report
+from mlsearch_lib.bench.encoder_bf16 import run_contrastive, run_encoder, write_contrastive_report, write_encoder_report
 from mlsearch_lib.bench.scoring import run_scoring, write_report
 
 
@@ -42,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     en.add_argument("--rows", type=int, default=512, help="QC training rows scored (default: %(default)s)")
     en.add_argument("--steps", type=int, default=20, help="training steps timed per setting (default: %(default)s)")
     en.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the benchmark)")
+    ct = sub.add_parser("contrastive", help="one contrastive tower of hybrid_ctr trained in fp32 vs bf16")
+    ct.add_argument("--rows", type=int, default=4000, help="QC training rows (default: %(default)s)")
+    ct.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the benchmark)")
     gp = sub.add_parser("gpu", help="GPU scoring (and vLLM's, when installed), LoRA training, memory vs plan; CUDA")
     gp.add_argument("--profile", default="gpu", help="llm settings to use (default: gpu)")
     gp.add_argument("--model", help="another model than the profile's: a hub id or a local directory")
@@ -91,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
         from mlsearch_lib.bench.trl_sft import run_trl, write_trl_report
 
         print(write_trl_report(run_trl(args.rows, epochs=args.epochs)))
+        return
+    if args.command == "contrastive":
+        print(write_contrastive_report(run_contrastive(args.rows, quick=args.quick)))
         return
     if args.command == "encoder":
         print(write_encoder_report(run_encoder(args.rows, args.steps, quick=args.quick)))

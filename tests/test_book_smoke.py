@@ -56,7 +56,7 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     # 04: reference rows beside both backbones, for both tasks; out-of-fold p(yes) saved for every row
     for task in ("QC", "QI"):
         results = pd.read_csv(tables / f"04_results_{task}.csv", index_col=0)
-        assert {'all "yes"', "TF-IDF char n-gram + LR", "e5 cross-encoder", "causal LM + LoRA",
+        assert {'all "yes"', "TF-IDF char n-gram + LR", "e5 cross-encoder",
                 "TF-IDF + frozen e5 + neighbour labels + LR"} <= set(results.index)
         assert results.loc['all "yes"', "roc_auc"] == 0.5 and results["roc_auc"].between(0, 1).all()
         oof = pd.read_csv(build / "oof" / f"{task}_encoder_all.csv")

@@ -9,8 +9,8 @@ gradient from every query judged on it, so a few hundred small steps teach the t
   other path of the batch (in-batch negatives) and against the query's own labelled negative
   paths (hard negatives), at temperature :data:`TAU`. A batch column whose path is the row's own
   positive is masked, not counted as a negative. Only the top ``train_top_layers`` layers train;
-  the frozen layers below run once per distinct text and process (:data:`_LOWER_STATES`), as the
-  cross-encoder's do. A plain loop, not the HF Trainer: a tower trains in seconds per fold, from
+  the frozen layers below run once per distinct text and process
+  (:func:`~mlsearch_lib.models.encoder.lower_states`), as the cross-encoder's do. A plain loop, not the HF Trainer: a tower trains in seconds per fold, from
   memory, and has no checkpoint worth resuming.
 - **Features** (:func:`tower_features`, :data:`FEATURES`): the tuned cosine of query and path;
   log P(path | query) over the training set's distinct paths (a softmax of the cosines: the
@@ -43,8 +43,6 @@ FEATURES = ("ctr_cos", "ctr_logp_path", "ctr_log_rank", *(f"ctr_{f}" for f in RE
 TAU = 0.05
 #: rows scored against the candidate paths at once
 CHUNK = 2048
-#: outputs of the frozen lower layers per (model, layers below, max_length) and text, shared by all towers
-_LOWER_STATES: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
 
 
 @functools.lru_cache(maxsize=2)
@@ -56,11 +54,6 @@ def _frozen(model_id: str) -> tuple[Any, torch.nn.Module]:
 
     path = resolve_model(model_id)
     return load_tokenizer(path), AutoModel.from_pretrained(path).eval().requires_grad_(False)
-
-
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    keep = mask[..., None].to(hidden.dtype)
-    return torch.nn.functional.normalize((hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0), dim=-1)
 
 
 class ContrastiveTower:
@@ -81,33 +74,19 @@ class ContrastiveTower:
 
     # -- frozen lower layers, once per text ---------------------------------------------------
     def _lower(self, texts: Sequence[str]) -> list[torch.Tensor]:
-        from mlsearch_lib.models.encoder import _run_layers
+        from mlsearch_lib.models.encoder import lower_states
 
-        store = _LOWER_STATES.setdefault((self.model_id, self.n_low, self.max_length), {})
-        missing = [t for t in dict.fromkeys(texts) if t not in store]
-        if missing:
-            tokenizer, model = _frozen(self.model_id)
-            ids = tokenizer(missing, truncation=True, max_length=self.max_length)["input_ids"]
-            with torch.inference_mode():
-                for sel in tqdm(length_batches([len(s) for s in ids], 64), desc="frozen lower layers",
-                                leave=False, unit="batch"):
-                    hidden = model.embeddings(input_ids=torch.tensor([ids[i] for i in sel]))
-                    hidden = _run_layers(model.encoder.layer[:self.n_low], hidden)
-                    for j, i in enumerate(sel):
-                        store[missing[i]] = hidden[j].clone()
-        return [store[t] for t in texts]
+        tokenizer, model = _frozen(self.model_id)
+        encode = lambda xs: [{"input_ids": ids} for ids in  # noqa: E731
+                             tokenizer(xs, truncation=True, max_length=self.max_length)["input_ids"]]
+        return lower_states(model, self.n_low, (self.model_id, self.n_low, self.max_length, "text"), texts, encode, 64)
 
     def _forward(self, states: list[torch.Tensor]) -> torch.Tensor:
         """Normalised mean-pooled top-layer vectors of right-padded cached states."""
-        from mlsearch_lib.models.encoder import _run_layers
+        from mlsearch_lib.models.encoder import mean_pool, pad_states, run_top
 
-        width = max(len(s) for s in states)
-        hidden = torch.zeros(len(states), width, states[0].shape[-1])
-        mask = torch.zeros(len(states), width, dtype=torch.long)
-        for j, s in enumerate(states):
-            hidden[j, :len(s)], mask[j, :len(s)] = s, 1
-        blocked = (1 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-        return _mean_pool(_run_layers(self.top, hidden, blocked), mask)
+        hidden, mask = pad_states(states)
+        return torch.nn.functional.normalize(mean_pool(run_top(self.top, hidden, mask), mask), dim=-1)
 
     def embed(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Tuned, L2-normalised vectors in input order (each distinct text computed once per tower)."""

@@ -44,9 +44,10 @@ Pair = tuple[str, str]
 ENCODER_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1}
 #: BERT-family linear layers LoRA adapts (suffix match; the pooler stays fully trainable).
 _BERT_LORA_TARGETS = ["query", "key", "value", "intermediate.dense", "output.dense"]
-#: Outputs of the frozen lower layers per (model, layers below, max_length, pair prefixes) and pair. Those
-#: layers never change, so every fold of a cross-validation in one process shares them.
-_LOWER_STATES: dict[tuple[str, int, int, tuple[str, str]], dict[Pair, torch.Tensor]] = {}
+#: Outputs of frozen lower layers per (model, layers below, max_length, input kind) and input: those
+#: layers never change, so every fold of a cross-validation in one process shares them (the
+#: cross-encoder's pairs and the contrastive towers' texts: :func:`lower_states`).
+LOWER_STATES: dict[tuple[Any, ...], dict[Any, torch.Tensor]] = {}
 
 
 class CrossEncoder:
@@ -98,38 +99,15 @@ class CrossEncoder:
         self._top.requires_grad_(True)
 
     def _lower_states(self, pairs: Sequence[Pair], progress: bool = True) -> list[torch.Tensor]:
-        """Each pair's hidden states below the trained layers, computed once per process.
-
-        Batches hold pairs of one token length (:func:`~mlsearch_lib.features.embeddings.length_batches`),
-        so a pair's states do not depend on its batch mates.
-        """
+        """Each pair's hidden states below the trained layers, computed once per process."""
         base = self.model.base_model
         n_low = len(base.encoder.layer) - len(self._top.layers)
-        store = _LOWER_STATES.setdefault((self.cfg.model, n_low, self.cfg.max_length, self.cfg.pair_prefixes), {})
-        missing = [p for p in dict.fromkeys(pairs) if p not in store]
-        if missing:
-            enc = self._encode(missing)
-            batches = length_batches([len(e["input_ids"]) for e in enc], 2 * self.cfg.batch_size)
-            was_training = self.model.training
-            self.model.eval()
-            with torch.no_grad():
-                for sel in tqdm(batches, desc="frozen lower layers", disable=not progress, unit="batch"):
-                    inputs = {k: torch.tensor([enc[i][k] for i in sel], device=self.device)
-                              for k in ("input_ids", "token_type_ids") if k in enc[0]}
-                    hidden = _run_layers(base.encoder.layer[:n_low], base.embeddings(**inputs))
-                    for j, i in enumerate(sel):
-                        store[missing[i]] = hidden[j].cpu()
-            self.model.train(was_training)
-        return [store[p] for p in pairs]
+        return lower_states(base, n_low, (self.cfg.model, n_low, self.cfg.max_length, self.cfg.pair_prefixes),
+                            pairs, self._encode, 2 * self.cfg.batch_size, self.device, progress)
 
     def _collate_states(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Right-pads cached hidden states; the mask keeps the pads out of attention."""
-        width = max(len(f["hidden"]) for f in features)
-        hidden = torch.zeros(len(features), width, features[0]["hidden"].shape[-1])
-        mask = torch.zeros(len(features), width, dtype=torch.long)
-        for j, f in enumerate(features):
-            hidden[j, :len(f["hidden"])] = f["hidden"]
-            mask[j, :len(f["hidden"])] = 1
+        hidden, mask = pad_states([f["hidden"] for f in features])
         batch = {"hidden": hidden, "attention_mask": mask}
         for key, dtype in (("labels", torch.long), ("weight", torch.float32), ("target", torch.float32)):
             if key in features[0]:
@@ -286,14 +264,59 @@ class _TopStack(torch.nn.Module):
         self.pooler, self.dropout, self.classifier = base.pooler, model.dropout, model.classifier
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> SequenceClassifierOutput:
-        blocked = (1 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-        hidden = _run_layers(self.layers, hidden, blocked)
-        if self.pooling == "mean":
-            keep = attention_mask[..., None].to(hidden.dtype)
-            pooled = (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
-        else:
-            pooled = self.pooler(hidden)
+        hidden = run_top(self.layers, hidden, attention_mask)
+        pooled = mean_pool(hidden, attention_mask) if self.pooling == "mean" else self.pooler(hidden)
         return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+
+
+# -- frozen lower layers once, trained top layers on their cached outputs (also the contrastive towers')
+
+
+def lower_states(base: torch.nn.Module, n_low: int, key: tuple[Any, ...], items: Sequence[Any],
+                 encode: Callable[[list[Any]], list[dict[str, list[int]]]], batch_size: int,
+                 device: torch.device | str = "cpu", progress: bool = True) -> list[torch.Tensor]:
+    """Each item's hidden states below layer ``n_low`` of ``base`` (a BERT-like model), computed
+    once per process and ``key`` (:data:`LOWER_STATES`); ``encode`` gives the items' token ids.
+
+    Batches hold inputs of one token length (:func:`~mlsearch_lib.features.embeddings.length_batches`),
+    so an item's states do not depend on its batch mates.
+    """
+    store = LOWER_STATES.setdefault(key, {})
+    missing = [x for x in dict.fromkeys(items) if x not in store]
+    if missing:
+        enc = encode(missing)
+        was_training = base.training
+        base.eval()
+        with torch.no_grad():
+            for sel in tqdm(length_batches([len(e["input_ids"]) for e in enc], batch_size), desc="frozen lower layers",
+                            disable=not progress, leave=False, unit="batch"):
+                inputs = {k: torch.tensor([enc[i][k] for i in sel], device=device)
+                          for k in ("input_ids", "token_type_ids") if k in enc[0]}
+                hidden = _run_layers(base.encoder.layer[:n_low], base.embeddings(**inputs))
+                for j, i in enumerate(sel):
+                    store[missing[i]] = hidden[j].to("cpu", copy=True)  # not a view that keeps its batch alive
+        base.train(was_training)
+    return [store[x] for x in items]
+
+
+def pad_states(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached hidden states right-padded into one batch, and its attention mask."""
+    hidden = torch.zeros(len(states), max(len(s) for s in states), states[0].shape[-1])
+    mask = torch.zeros(hidden.shape[:2], dtype=torch.long)
+    for j, s in enumerate(states):
+        hidden[j, :len(s)], mask[j, :len(s)] = s, 1
+    return hidden, mask
+
+
+def run_top(layers: Sequence[torch.nn.Module], hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A padded batch through the top ``layers``, the pads kept out of attention."""
+    return _run_layers(layers, hidden, (1 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min)
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean over each row's real tokens (e5's own pooling)."""
+    keep = mask[..., None].to(hidden.dtype)
+    return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
 
 
 def _run_layers(layers: Sequence[torch.nn.Module], hidden: torch.Tensor,

@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from mlsearch_lib.data.records import normalize_text
 from mlsearch_lib.features.category_priors import PathPriors, language_of, retrieval_features
 from mlsearch_lib.features.pmi import PMI_MODEL, QueryLogProb, pmi_features
+from mlsearch_lib.models.frozen_e5 import standardised
 from mlsearch_lib.models.neighbour_labels import NeighbourLabelPair
 
 
@@ -37,7 +38,7 @@ class CategoryPriorPair(NeighbourLabelPair):
         retrieved = retrieval_features(q, keys, paths, ix["q"][pos], [k for k, p in zip(ix["keys"], pos) if p],
                                        [i for i, p in zip(ix["items"], pos) if p], self.retrieval_k, self.temperature)
         block = np.hstack([priors, retrieved])
-        return self.cat_scaler.fit_transform(block) if fit else self.cat_scaler.transform(block)
+        return standardised(self.cat_scaler, block, fit)
 
     def _features(self, pairs: list[tuple[str, str]], fit: bool = False,
                   vectors: tuple[np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
@@ -62,6 +63,5 @@ class CategoryPMIPair(CategoryPriorPair):
 
     def _features(self, pairs: list[tuple[str, str]], fit: bool = False,
                   vectors: tuple[np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
-        block = pmi_features(self.lm, pairs)
-        block = self.pmi_scaler.fit_transform(block) if fit else self.pmi_scaler.transform(block)
+        block = standardised(self.pmi_scaler, pmi_features(self.lm, pairs), fit)
         return sp.hstack([super()._features(pairs, fit, vectors), sp.csr_matrix(block)]).tocsr()

@@ -11,6 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from mlsearch_lib.data.records import normalize_text
 from mlsearch_lib.features.contrastive import CrossFitTowers
 from mlsearch_lib.models.category_pair import CategoryPriorPair
+from mlsearch_lib.models.frozen_e5 import standardised
 
 
 class CategoryContrastivePair(CategoryPriorPair):
@@ -25,10 +26,8 @@ class CategoryContrastivePair(CategoryPriorPair):
 
     def _features(self, pairs: list[tuple[str, str]], fit: bool = False,
                   vectors: tuple[np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
-        if fit:
-            block = self.ctr_scaler.fit_transform(self._train_block)
-        else:
-            block = self.ctr_scaler.transform(self.towers.transform(pairs, [normalize_text(a) for a, _ in pairs]))
+        block = self._train_block if fit else self.towers.transform(pairs, [normalize_text(a) for a, _ in pairs])
+        block = standardised(self.ctr_scaler, block, fit)
         return sp.hstack([super()._features(pairs, fit, vectors), sp.csr_matrix(block)]).tocsr()
 
     def fit(self, pairs: list[tuple[str, str]], labels: np.ndarray, weights: np.ndarray | None = None) -> dict:

@@ -18,6 +18,11 @@ from mlsearch_lib.features.embeddings import EmbeddingCache, e5_pair_features, e
 from mlsearch_lib.models.reference import TfidfPair
 
 
+def standardised(scaler: StandardScaler, block: np.ndarray, fit: bool) -> np.ndarray:
+    """A dense feature block standardised by ``scaler``: fit on the training rows, applied to the rest."""
+    return scaler.fit_transform(block) if fit else scaler.transform(block)
+
+
 class BiEncoderPair:
     """Frozen e5 embeddings of query ("query: ...") and item ("passage: ...") + logistic regression."""
 
@@ -65,7 +70,7 @@ class HybridPair:
                   vectors: tuple[np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
         """``vectors``: the pairs' :func:`e5_vectors` when the caller has them already."""
         dense = pair_features(*(vectors or e5_vectors(self.cache, pairs)))
-        dense = self.scaler.fit_transform(dense) if fit else self.scaler.transform(dense)
+        dense = standardised(self.scaler, dense, fit)
         return sp.hstack([self.tfidf._features(pairs), sp.csr_matrix(dense * self.dense_scale)]).tocsr()
 
     def fit(self, pairs: list[tuple[str, str]], labels: np.ndarray, weights: np.ndarray | None = None) -> dict:

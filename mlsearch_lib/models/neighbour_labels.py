@@ -28,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 from mlsearch_lib.data.records import normalize_text
 from mlsearch_lib.features.embeddings import e5_vectors
-from mlsearch_lib.models.frozen_e5 import HybridPair
+from mlsearch_lib.models.frozen_e5 import HybridPair, standardised
 
 FEATURES = ("vote", "shown", "same", "near")
 #: rows scored against the index at once (a rows x index float32 block: 2,048 x 15k = 120 MB)
@@ -101,7 +101,7 @@ class NeighbourLabelPair(HybridPair):
                   vectors: tuple[np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
         vectors = vectors or self._vectors(pairs, fit)
         nl = self._nl(pairs, vectors)
-        nl = self.nl_scaler.fit_transform(nl) if fit else self.nl_scaler.transform(nl)
+        nl = standardised(self.nl_scaler, nl, fit)
         return sp.hstack([super()._features(pairs, fit, vectors), sp.csr_matrix(nl)]).tocsr()
 
     def fit(self, pairs: list[tuple[str, str]], labels: np.ndarray, weights: np.ndarray | None = None) -> dict:

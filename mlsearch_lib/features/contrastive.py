@@ -10,8 +10,9 @@ gradient from every query judged on it, so a few hundred small steps teach the t
   paths (hard negatives), at temperature :data:`TAU`. A batch column whose path is the row's own
   positive is masked, not counted as a negative. Only the top ``train_top_layers`` layers train;
   the frozen layers below run once per distinct text and process
-  (:func:`~mlsearch_lib.models.encoder.lower_states`), as the cross-encoder's do. A plain loop, not the HF Trainer: a tower trains in seconds per fold, from
-  memory, and has no checkpoint worth resuming.
+  (:func:`~mlsearch_lib.models.encoder.lower_states`), as the cross-encoder's do. A plain loop,
+  not the HF Trainer: a tower trains in seconds per fold, from memory, and has no checkpoint
+  worth resuming.
 - **Features** (:func:`tower_features`, :data:`FEATURES`): the tuned cosine of query and path;
   log P(path | query) over the training set's distinct paths (a softmax of the cosines: the
   closed-set classifier a bi-encoder is) and the path's rank among them; and the neighbour-query

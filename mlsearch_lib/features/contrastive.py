@@ -217,20 +217,34 @@ class CrossFitTowers:
             self.towers.append(tower)
         self.index = {"keys": list(keys), "items": [b for _, b in pairs], "y": labels, "q": qt}
         self.candidate_items = list(dict.fromkeys(self.index["items"]))
+        self._embed_index()
         out = np.zeros((len(pairs), len(FEATURES)))
         for h in (0, 1):
             rows = np.flatnonzero(half == h)
-            out[rows] = self._features(self.towers[1 - h], [pairs[i] for i in rows], [keys[i] for i in rows])
+            out[rows] = self._features(1 - h, [pairs[i] for i in rows], [keys[i] for i in rows])
         return out
 
-    def _features(self, tower: ContrastiveTower, pairs: Sequence[tuple[str, str]], keys: Sequence[str]) -> np.ndarray:
-        ix = self.index
+    def _embed_index(self) -> None:
+        """Each tower's vectors of the training queries (one per distinct text) and candidate paths,
+        kept with the model: a loaded model would otherwise run every training text through e5 again
+        (QI's held-out prediction in notebook 05: 179 s)."""
+        queries = list(dict.fromkeys(self.index["q"]))
+        at = {q: i for i, q in enumerate(queries)}
+        self.index["q_row"] = np.array([at[q] for q in self.index["q"]], dtype=np.int64)
+        self.vectors = [(t.embed(queries), t.embed([f"passage: {b}" for b in self.candidate_items])) for t in self.towers]
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.towers and "vectors" not in state:  # pickled before the index vectors were kept
+            self._embed_index()
+
+    def _features(self, h: int, pairs: Sequence[tuple[str, str]], keys: Sequence[str]) -> np.ndarray:
+        ix, tower, (queries, candidates) = self.index, self.towers[h], self.vectors[h]
         qt, ct = self.texts(pairs)
-        return tower_features(tower.embed(qt), tower.embed(ct), keys, [b for _, b in pairs], tower.embed(ix["q"]),
-                              ix["keys"], ix["items"], ix["y"],
-                              tower.embed([f"passage: {b}" for b in self.candidate_items]), self.candidate_items,
+        return tower_features(tower.embed(qt), tower.embed(ct), keys, [b for _, b in pairs], queries[ix["q_row"]],
+                              ix["keys"], ix["items"], ix["y"], candidates, self.candidate_items,
                               self.k, self.temperature)
 
     def transform(self, pairs: Sequence[tuple[str, str]], keys: Sequence[str]) -> np.ndarray:
         """Held-out rows: the two towers' :data:`FEATURES`, averaged."""
-        return np.mean([self._features(t, pairs, keys) for t in self.towers], axis=0)
+        return np.mean([self._features(h, pairs, keys) for h in range(len(self.towers))], axis=0)

@@ -13,6 +13,7 @@ import yaml
 
 from mlsearch_lib.book import runner
 from mlsearch_lib.config.profiles import load_profile, profile_path
+from mlsearch_lib.models.relevance import LABELS
 
 
 def _book(*args: str) -> subprocess.CompletedProcess:
@@ -53,13 +54,15 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     assert actions["roc_auc"].between(0, 1).all()
     refined = pd.read_json(out / "data" / "refine" / "train_QC_refined.txt", lines=True)
     assert len(refined) == 300 and {"category_path", "label", "qr_flag", "qr_reason", "qr_weight"} <= set(refined.columns)
-    # 04: reference rows beside both backbones, for both tasks; out-of-fold p(yes) saved for every row
-    for task in ("QC", "QI"):
+    # 04: reference rows beside the task's models; out-of-fold p(yes) saved for every row. QI's main
+    # model is its own (per_task: hybrid_ctr, no stack), so 04 trains no cross-encoder on it
+    for task, main in (("QC", "encoder"), ("QI", "hybrid_ctr")):
         results = pd.read_csv(tables / f"04_results_{task}.csv", index_col=0)
-        assert {'all "yes"', "TF-IDF char n-gram + LR", "e5 cross-encoder",
+        assert {'all "yes"', "TF-IDF char n-gram + LR", LABELS[main],
                 "TF-IDF + frozen e5 + neighbour labels + LR"} <= set(results.index)
+        assert ("e5 cross-encoder" in results.index) == (task == "QC")
         assert results.loc['all "yes"', "roc_auc"] == 0.5 and results["roc_auc"].between(0, 1).all()
-        oof = pd.read_csv(build / "oof" / f"{task}_encoder_all.csv")
+        oof = pd.read_csv(build / "oof" / f"{task}_{main}_all.csv")
         assert len(oof) == rows.loc["total", f"{task} train"] and oof["p_yes"].between(0, 1).all()
     assert (build / "figures" / "04_learning_curve.png").exists() and (build / "figures" / "05_reliability.png").exists()
     # 05: a submission line per held-out id, scored against the held-out labels
@@ -68,9 +71,12 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
         gold = pd.read_json(build / "submissions" / f"holdout_{task}_gold.txt", lines=True)
         assert sub["id"].tolist() == gold["id"].tolist() and set(sub["prediction"]) <= {0, 1}
         assert 0 <= metrics["05_prediction"][f"{task}_holdout_f1"] <= 1
-        # tiny submits the stack (stack_with): its parts saved whole, its out-of-fold p(yes) beside the others
-        assert {p.name for p in (build / "models" / task / "parts").iterdir()} == {load_profile("tiny").stack_with, "encoder"}
-        assert pd.read_csv(build / "oof" / f"{task}_stacked_all.csv")["p_yes"].between(0, 1).all()
+    # QC submits the stack (stack_with): its parts saved whole, its out-of-fold p(yes) beside the others;
+    # QI its own main model alone
+    assert {p.name for p in (build / "models" / "QC" / "parts").iterdir()} == {load_profile("tiny").stack_with, "encoder"}
+    assert pd.read_csv(build / "oof" / "QC_stacked_all.csv")["p_yes"].between(0, 1).all()
+    assert json.loads((build / "models" / "QI" / "mlsearch_model.json").read_text())["kind"] == "hybrid_ctr"
+    assert not (build / "oof" / "QI_stacked_all.csv").exists() and not (tables / "04_stacked_QI.csv").exists()
     # 03: generated descriptions cached (a second call generates nothing) and attached as tags
     dg = pd.read_csv(tables / "03_dg_summary.csv", index_col=0)
     assert dg.loc["first call", "generated"] == 6 and dg.loc["second call (cache)", "cache hit rate"] == 1.0

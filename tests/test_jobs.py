@@ -17,14 +17,14 @@ from mlsearch_lib.config.profiles import load_profile, parse_sets
 from mlsearch_lib.evaluation import experiments
 from mlsearch_lib.models import relevance
 
-SETS = ["compare=[]", "stack_with=null", "validation.mode=split", "validation.dev_share=0.3"]
+SETS = ["backbone=encoder", "compare=[]", "stack_with=null", "validation.mode=split", "validation.dev_share=0.3"]
 
 
 def _tables(profile) -> dict[str, pd.DataFrame]:
     out = {}
     for task in profile.tasks:
         df, folds = experiments.prepare(task, profile)
-        oofs = experiments.out_of_fold(task, profile, df, folds, experiments.model_kinds(profile))
+        oofs = experiments.out_of_fold(task, profile, df, folds, experiments.model_kinds(profile, task))
         out[task] = experiments.results_table(df, folds, oofs)
     return out
 
@@ -39,7 +39,7 @@ def test_the_job_list_names_every_unit_once_and_is_the_same_in_every_process(iso
         ("QI", "all", "all_yes"), ("QI", "all", "tfidf"), ("QI", "all", "encoder")]
     assert all(j.unit == "split" and j.scored_rows > 0 and j.train_rows > j.scored_rows for j in plan)
     assert [j.gpu for j in plan].count(True) == 3
-    folds_plan = jobs.plan(load_profile("tiny", parse_sets(SETS[:2])), ("04_training",))
+    folds_plan = jobs.plan(load_profile("tiny", parse_sets(SETS[:3])), ("04_training",))
     assert len(folds_plan) == 3 * len(plan) and {j.unit for j in folds_plan} == {"fold0", "fold1", "fold2"}
     listed = subprocess.run([sys.executable, "-m", "mlsearch_lib.book.jobs", "count", "--profile", "tiny",
                              "--notebooks", "04_training", *[x for s in SETS for x in ("--set", s)]],

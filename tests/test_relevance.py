@@ -187,7 +187,7 @@ def test_the_submitted_stack_reads_its_parts_with_the_weights_their_out_of_fold_
 
     df, folds = qc
     prof = load_profile("tiny", {"backbone": "tfidf", "stack_with": "bi_encoder"})
-    assert experiments.submitted_kind(prof) == "stacked"
+    assert experiments.submitted_kind(prof, "QC") == "stacked"
     oofs = experiments.out_of_fold("QC", prof, df, folds, ["tfidf", "bi_encoder"])
     real_fit = relevance.RelevanceModel.fit  # both parts were kept for the held-out fold: none trains again
     monkeypatch.setattr(relevance.RelevanceModel, "fit", lambda *a, **k: pytest.fail("trained again"))
@@ -221,3 +221,23 @@ def test_a_stack_without_its_parts_is_refused(tmp_path):
     stacker = LogisticRegression().fit(np.array([[0.0, 1.0], [1.0, 0.0]]), [0, 1])
     with pytest.raises(FileNotFoundError, match="no saved part for hybrid_nl, encoder"):
         save_stack(tmp_path, "QC", ["hybrid_nl", "encoder"], stacker)
+
+
+def test_a_task_submits_its_own_main_model_when_per_task_sets_one(isolated_outputs, qc, monkeypatch):
+    """``per_task`` may drop the stack for one task (cpu: QC submits the contrastive model alone):
+    04 trains only that task's models and 05 saves that single model, the one kept for fold 0."""
+    from mlsearch_lib.evaluation import experiments, submission
+    from mlsearch_lib.evaluation.thresholds import Thresholds
+
+    df, folds = qc
+    prof = load_profile("tiny", {"backbone": "tfidf", "stack_with": "bi_encoder", "compare": [],
+                                 "per_task": {"QC": {"backbone": "bi_encoder", "stack_with": None}}})
+    assert experiments.model_kinds(prof, "QC") == ["all_yes", "tfidf", "bi_encoder"]
+    assert experiments.submitted_kind(prof, "QC") == "bi_encoder" and experiments.submitted_kind(prof, "QI") == "stacked"
+    oofs = experiments.out_of_fold("QC", prof, df, folds, experiments.model_kinds(prof, "QC"))
+    monkeypatch.setattr(relevance.RelevanceModel, "fit", lambda *a, **k: pytest.fail("trained again"))
+    directory = submission.final_model("QC", prof, df, folds, Thresholds(0.5), experiments.HOLDOUT_FOLD)
+    model = load_model(directory)
+    assert model.kind == "bi_encoder" and not (directory / "parts").exists()
+    held = folds == experiments.HOLDOUT_FOLD
+    np.testing.assert_allclose(model.predict_proba(df[held].reset_index(drop=True)), oofs["bi_encoder"][held], atol=1e-9)

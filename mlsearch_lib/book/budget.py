@@ -161,10 +161,11 @@ def budget(profile: Profile, ref: dict[str, Any], rows: dict[str, int] | None = 
     for job in jobs:
         if job.gpu:
             lines.append(job_line(profile, job, ref, scales.get((job.notebook, job.task), 1.0)))
-    if profile.backbone in ("llm", "encoder"):
-        model = profile.llm.model if profile.backbone == "llm" else profile.encoder.model
-        r = scoring_rate(model, ref)
-        for task in profile.tasks:
+    for task in profile.tasks:
+        main = profile.for_task(task)
+        if main.backbone in ("llm", "encoder"):
+            model = main.llm.model if main.backbone == "llm" else main.encoder.model
+            r = scoring_rate(model, ref)
             lines.append(Line("05_prediction", f"{task} dev + test, {2 * submit_rows:,} rows (assumed sizes)",
                               2 * submit_rows / r.value / 3600, r.source if r.source != "measured" else "measured; rows assumed"))
     return lines

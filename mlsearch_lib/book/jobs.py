@@ -70,7 +70,7 @@ def _calls(notebook: str, task: str, profile: Profile, df: pd.DataFrame) -> dict
     """(table, setting, label) -> call, for one notebook and task: what the notebook cross-validates."""
     out: dict[tuple[str, str, str], CVCall] = {}
     if notebook == "04_training":
-        settings = [("all", experiments.model_kinds(profile))]
+        settings = [("all", experiments.model_kinds(profile, task))]
         if task == "QC":  # 04 shows the official (unseen-language) setting on QC
             settings.append(("official", list(profile.validation.official_models)))
         for setting, kinds in settings:

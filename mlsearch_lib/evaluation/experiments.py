@@ -33,8 +33,10 @@ def run_dir(profile: Profile) -> Path:
     return ensure(build_dir() / profile.name)
 
 
-def model_kinds(profile: Profile) -> list[str]:
-    """Reference rows first, then the profile's main backbone and the ones it compares."""
+def model_kinds(profile: Profile, task: str) -> list[str]:
+    """Reference rows first, then the task's main backbone and the ones it compares (``per_task``
+    may give a task its own ``backbone`` and ``stack_with``)."""
+    profile = profile.for_task(task)
     kinds = ["all_yes", "tfidf", profile.backbone, *profile.compare, *filter(None, [profile.stack_with])]
     return list(dict.fromkeys(kinds))
 
@@ -135,7 +137,8 @@ def oof_calls(task: Task, profile: Profile, df: pd.DataFrame, kinds: list[str], 
     submits (the main model and its ``stack_with`` part) the held-out fold's model (split mode: the
     split model) is kept, so 05 reuses it instead of training it again."""
     mask = train_mask(df, profile, setting)
-    submitted = {profile.backbone, profile.stack_with} if setting == "all" and weights is None else set()
+    task_cfg = profile.for_task(task)
+    submitted = {task_cfg.backbone, task_cfg.stack_with} if setting == "all" and weights is None else set()
     return [CVCall(kind, kind, profile, mask, lambda: weights, HOLDOUT_FOLD if kind in submitted else None)
             for kind in kinds]
 
@@ -165,12 +168,14 @@ def save_oof(profile: Profile, task: str, kind: str, df: pd.DataFrame, folds: np
     return path
 
 
-def submitted_kind(profile: Profile) -> str:
-    """What notebook 05 tunes thresholds on and submits: the stack when the profile has one."""
+def submitted_kind(profile: Profile, task: str) -> str:
+    """What notebook 05 tunes thresholds on and submits for ``task``: the stack when it has one."""
+    profile = profile.for_task(task)
     return stacking.KIND if profile.stack_with else profile.backbone
 
 
-def submitted_label(profile: Profile) -> str:
+def submitted_label(profile: Profile, task: str) -> str:
+    profile = profile.for_task(task)
     return stacking.label([profile.stack_with, profile.backbone]) if profile.stack_with else LABELS[profile.backbone]
 
 

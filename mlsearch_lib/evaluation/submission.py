@@ -75,13 +75,14 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     """
     mask = train_mask(df, profile)
     train = mask if hold_out_fold is None else mask & (folds != hold_out_fold)
+    submitted = profile.for_task(task)  # its backbone and stack_with
     if hold_out_fold is None and not scored(folds).all():
         hold_out_fold = HOLDOUT_FOLD  # split mode: the split model is submitted (trained once, on the non-dev rows)
     directory = run_dir(profile) / "models" / task
     partial = directory.with_name(directory.name + ".partial")  # the whole model, thresholds included, then renamed
     shutil.rmtree(partial, ignore_errors=True)
-    if profile.stack_with:
-        kinds = [profile.stack_with, profile.backbone]
+    if submitted.stack_with:
+        kinds = [submitted.stack_with, submitted.backbone]
         for kind in kinds:
             _final_part(kind, task, profile, df, folds, train, hold_out_fold, partial / "parts" / kind)
         parts = [load_oof(profile, task, k)["p_yes"].to_numpy() for k in kinds]
@@ -89,7 +90,7 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
         stacker = stacking.fit_stacker([p[fit] for p in parts], df["label"].to_numpy()[fit])
         stacking.save_stack(partial, task, kinds, stacker)
     else:
-        _final_part(profile.backbone, task, profile, df, folds, train, hold_out_fold, partial)
+        _final_part(submitted.backbone, task, profile, df, folds, train, hold_out_fold, partial)
     (partial / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
     return replace_dir(partial, directory)
 

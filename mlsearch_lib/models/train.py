@@ -93,7 +93,8 @@ def train(profile_name: str, task: str, kind: str | None, output: Path, max_rows
     overrides = parse_sets(sets)
     profile = load_profile(profile_name, overrides)
     if kind is None:
-        kind = STACKED if profile.stack_with else profile.backbone
+        submitted = profile.for_task(task)
+        kind = STACKED if submitted.stack_with else submitted.backbone
     if kind not in TRAINABLE:
         raise ValueError(f"unknown --kind {kind!r} (known: {', '.join(TRAINABLE)})")
     if kind == STACKED:
@@ -131,19 +132,20 @@ def train_stack(profile, task: str, output: Path) -> dict[str, Any]:
     from mlsearch_lib.config.paths import replace_dir
     from mlsearch_lib.evaluation import experiments, submission
 
-    if not profile.stack_with:
-        raise ValueError(f"profile {profile.name} has no stack_with: nothing to stack its {profile.backbone} with "
+    parts = profile.for_task(task)
+    if not parts.stack_with:
+        raise ValueError(f"profile {profile.name} has no stack_with for {task}: nothing to stack its {parts.backbone} with "
                          "(--set stack_with=hybrid_nl, or --kind BACKBONE)")
     if world_size() > 1:
         raise ValueError("a stack trains on one process: launch --kind stacked without accelerate/torchrun")
     run = profile.model_copy(update={"name": f"{profile.name}.train"})  # never the book's build/<profile>/
-    kinds = [run.stack_with, run.backbone]
+    kinds = [parts.stack_with, parts.backbone]
     t0 = time.perf_counter()
     df, folds = experiments.prepare(task, run)
     log.info("stack of %s on %d %s rows (profile %s, run dir %s)", " + ".join(kinds), len(df), task, profile.name,
              experiments.run_dir(run))
     oofs = experiments.out_of_fold(task, run, df, folds, kinds)
-    name, p, _, _ = experiments.stacked_table(df, folds, oofs, run.stack_with, run.backbone)
+    name, p, _, _ = experiments.stacked_table(df, folds, oofs, *kinds)
     experiments.save_oof(run, task, STACKED, df, folds, p)
     _, thresholds = submission.thresholds_table(df, p, run.validation.threshold_shrinkage, folds)
     built = submission.final_model(task, run, df, folds, thresholds, hold_out_fold=None)

@@ -137,8 +137,7 @@ def oof_calls(task: Task, profile: Profile, df: pd.DataFrame, kinds: list[str], 
     submits (the main model and its ``stack_with`` part) the held-out fold's model (split mode: the
     split model) is kept, so 05 reuses it instead of training it again."""
     mask = train_mask(df, profile, setting)
-    task_cfg = profile.for_task(task)
-    submitted = {task_cfg.backbone, task_cfg.stack_with} if setting == "all" and weights is None else set()
+    submitted = set(submitted_parts(profile, task)) if setting == "all" and weights is None else set()
     return [CVCall(kind, kind, profile, mask, lambda: weights, HOLDOUT_FOLD if kind in submitted else None)
             for kind in kinds]
 
@@ -168,15 +167,22 @@ def save_oof(profile: Profile, task: str, kind: str, df: pd.DataFrame, folds: np
     return path
 
 
+def submitted_parts(profile: Profile, task: str) -> list[str]:
+    """The models notebook 05 submits for ``task``: ``[stack_with, backbone]`` with a stack, else
+    ``[backbone]`` (``per_task`` may set either)."""
+    profile = profile.for_task(task)
+    return [profile.stack_with, profile.backbone] if profile.stack_with else [profile.backbone]
+
+
 def submitted_kind(profile: Profile, task: str) -> str:
     """What notebook 05 tunes thresholds on and submits for ``task``: the stack when it has one."""
-    profile = profile.for_task(task)
-    return stacking.KIND if profile.stack_with else profile.backbone
+    parts = submitted_parts(profile, task)
+    return stacking.KIND if len(parts) > 1 else parts[0]
 
 
 def submitted_label(profile: Profile, task: str) -> str:
-    profile = profile.for_task(task)
-    return stacking.label([profile.stack_with, profile.backbone]) if profile.stack_with else LABELS[profile.backbone]
+    parts = submitted_parts(profile, task)
+    return stacking.label(parts) if len(parts) > 1 else LABELS[parts[0]]
 
 
 def training_logs(task: str, profile: Profile, kind: str, setting: str = "all") -> list:

@@ -14,7 +14,7 @@ from mlsearch_lib.config.paths import replace_dir
 from mlsearch_lib.config.profiles import Profile
 from mlsearch_lib.data.folds import scored
 from mlsearch_lib.data.records import Task
-from mlsearch_lib.evaluation.experiments import HOLDOUT_FOLD, load_oof, run_dir, scored_rows, train_mask
+from mlsearch_lib.evaluation.experiments import HOLDOUT_FOLD, load_oof, run_dir, scored_rows, submitted_parts, train_mask
 from mlsearch_lib.evaluation.metrics import by_language
 from mlsearch_lib.evaluation.thresholds import Thresholds
 from mlsearch_lib.features.prompts import TAG_COLUMNS
@@ -75,14 +75,13 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
     """
     mask = train_mask(df, profile)
     train = mask if hold_out_fold is None else mask & (folds != hold_out_fold)
-    submitted = profile.for_task(task)  # its backbone and stack_with
+    kinds = submitted_parts(profile, task)
     if hold_out_fold is None and not scored(folds).all():
         hold_out_fold = HOLDOUT_FOLD  # split mode: the split model is submitted (trained once, on the non-dev rows)
     directory = run_dir(profile) / "models" / task
     partial = directory.with_name(directory.name + ".partial")  # the whole model, thresholds included, then renamed
     shutil.rmtree(partial, ignore_errors=True)
-    if submitted.stack_with:
-        kinds = [submitted.stack_with, submitted.backbone]
+    if len(kinds) > 1:
         for kind in kinds:
             _final_part(kind, task, profile, df, folds, train, hold_out_fold, partial / "parts" / kind)
         parts = [load_oof(profile, task, k)["p_yes"].to_numpy() for k in kinds]
@@ -90,7 +89,7 @@ def final_model(task: Task, profile: Profile, df: pd.DataFrame, folds: np.ndarra
         stacker = stacking.fit_stacker([p[fit] for p in parts], df["label"].to_numpy()[fit])
         stacking.save_stack(partial, task, kinds, stacker)
     else:
-        _final_part(submitted.backbone, task, profile, df, folds, train, hold_out_fold, partial)
+        _final_part(kinds[0], task, profile, df, folds, train, hold_out_fold, partial)
     (partial / "thresholds.json").write_text(json.dumps(thresholds.to_dict(), indent=2), encoding="utf-8")
     return replace_dir(partial, directory)
 

@@ -93,8 +93,9 @@ def train(profile_name: str, task: str, kind: str | None, output: Path, max_rows
     overrides = parse_sets(sets)
     profile = load_profile(profile_name, overrides)
     if kind is None:
-        submitted = profile.for_task(task)
-        kind = STACKED if submitted.stack_with else submitted.backbone
+        from mlsearch_lib.evaluation.experiments import submitted_kind
+
+        kind = submitted_kind(profile, task)
     if kind not in TRAINABLE:
         raise ValueError(f"unknown --kind {kind!r} (known: {', '.join(TRAINABLE)})")
     if kind == STACKED:
@@ -132,14 +133,13 @@ def train_stack(profile, task: str, output: Path) -> dict[str, Any]:
     from mlsearch_lib.config.paths import replace_dir
     from mlsearch_lib.evaluation import experiments, submission
 
-    parts = profile.for_task(task)
-    if not parts.stack_with:
-        raise ValueError(f"profile {profile.name} has no stack_with for {task}: nothing to stack its {parts.backbone} with "
+    kinds = experiments.submitted_parts(profile, task)
+    if len(kinds) < 2:
+        raise ValueError(f"profile {profile.name} has no stack_with for {task}: nothing to stack its {kinds[0]} with "
                          "(--set stack_with=hybrid_nl, or --kind BACKBONE)")
     if world_size() > 1:
         raise ValueError("a stack trains on one process: launch --kind stacked without accelerate/torchrun")
     run = profile.model_copy(update={"name": f"{profile.name}.train"})  # never the book's build/<profile>/
-    kinds = [parts.stack_with, parts.backbone]
     t0 = time.perf_counter()
     df, folds = experiments.prepare(task, run)
     log.info("stack of %s on %d %s rows (profile %s, run dir %s)", " + ".join(kinds), len(df), task, profile.name,

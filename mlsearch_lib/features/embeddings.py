@@ -50,7 +50,10 @@ class EmbeddingCache:
         self._model = self._tok = None
 
     def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{EMBEDDING_VERSION}\x00{self.max_length}\x00{text}".encode()).hexdigest()
+        """The key names all a vector depends on: the batch shape too (see ``_encode``), so a cache
+        read with another ``batch_size`` computes its own vectors instead of mixing two shapes."""
+        shape = f"{self.max_length}\x00{self.batch_size}"
+        return hashlib.sha256(f"{EMBEDDING_VERSION}\x00{shape}\x00{text}".encode()).hexdigest()
 
     def _load(self) -> None:
         if self._model is None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from mlsearch_lib.config.paths import PROJECT_ROOT
 
 PROFILES_DIR = PROJECT_ROOT / "profiles"
-Backbone = Literal["tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr", "encoder", "llm"]
+Backbone = Literal["tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr", "hybrid_ctr_gbt", "encoder", "llm"]
 
 
 class _Strict(BaseModel):
@@ -95,7 +95,7 @@ class EncoderConfig(_Strict):
     #: ``teacher`` kind's p(yes) predicted out-of-fold *inside* the training rows (grouped folds),
     #: so neither a held-out fold nor a row's own label reaches its teacher score
     distill: float = Field(default=0.0, ge=0.0, le=1.0)
-    teacher: Literal["tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr", "llm"] = "hybrid"
+    teacher: Literal["tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr", "hybrid_ctr_gbt", "llm"] = "hybrid"
 
 
 class LLMConfig(_Strict):

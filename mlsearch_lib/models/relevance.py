@@ -24,16 +24,19 @@ from mlsearch_lib.config.progress import tqdm
 from mlsearch_lib.data.folds import TRAIN_ONLY, grouped_folds
 from mlsearch_lib.features.prompts import PromptBuilder
 
-KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr", "encoder",
-         "llm")
+KINDS = ("all_yes", "tfidf", "bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr", "hybrid_ctr_gbt",
+         "encoder", "llm")
 LABELS = {"all_yes": 'all "yes"', "tfidf": "TF-IDF char n-gram + LR", "bi_encoder": "frozen e5 embeddings + LR",
           "hybrid": "TF-IDF + frozen e5 + LR", "hybrid_nl": "TF-IDF + frozen e5 + neighbour labels + LR",
           "hybrid_cat": "TF-IDF + frozen e5 + neighbour labels + category priors + LR",
           "hybrid_pmi": "TF-IDF + frozen e5 + neighbour labels + category priors + gemma PMI + LR",
           "hybrid_ctr": "TF-IDF + frozen e5 + neighbour labels + category priors + contrastive e5 + LR",
+          "hybrid_ctr_gbt": "TF-IDF + frozen e5 + neighbour labels + category priors + contrastive e5 + LR + trees",
           "encoder": "e5 cross-encoder", "llm": "causal LM + LoRA"}
 #: the kinds that read frozen e5 vectors (from the embedding cache) beside or instead of TF-IDF
-FROZEN_E5 = ("bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr")
+FROZEN_E5 = ("bi_encoder", "hybrid", "hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr", "hybrid_ctr_gbt")
+#: the kinds that train the contrastive towers (their settings: the profile's ``contrastive``)
+CONTRASTIVE = ("hybrid_ctr", "hybrid_ctr_gbt")
 
 
 def _backbone_class(kind: str) -> type:
@@ -58,6 +61,10 @@ def _backbone_class(kind: str) -> type:
         from mlsearch_lib.models.contrastive_pair import CategoryContrastivePair
 
         return CategoryContrastivePair
+    if kind == "hybrid_ctr_gbt":
+        from mlsearch_lib.models.boosted_pair import BoostedContrastivePair
+
+        return BoostedContrastivePair
     if kind == "encoder":
         from mlsearch_lib.models.encoder import CrossEncoder
 
@@ -83,7 +90,7 @@ def _backbone(kind: str, profile: Profile) -> Any:
         return cls()
     if kind == "tfidf":
         return cls(seed=profile.seed)
-    if kind == "hybrid_ctr":
+    if kind in CONTRASTIVE:
         return cls(profile.encoder.model, profile.encoder.max_length, seed=profile.seed,
                    tower=profile.contrastive.model_dump())
     if kind in FROZEN_E5:
@@ -187,12 +194,12 @@ def _cache_key(kind: str, task: str, profile: Profile, df: pd.DataFrame, folds: 
     builder = PromptBuilder(task, profile.prompt)
     settings = {"kind": kind, "task": task, "seed": profile.seed, "prompt": profile.prompt.model_dump(),
                 "backbone": getattr(profile, kind).model_dump() if kind in ("encoder", "llm") else
-                profile.contrastive.model_dump() if kind == "hybrid_ctr" else None}
+                profile.contrastive.model_dump() if kind in CONTRASTIVE else None}
     if kind in FROZEN_E5:  # frozen e5 vectors: which model, length and way of computing
         from mlsearch_lib.features.embeddings import EMBEDDING_VERSION
 
         settings["embedding"] = [profile.encoder.model, profile.encoder.max_length, EMBEDDING_VERSION]
-    if kind in ("hybrid_nl", "hybrid_cat", "hybrid_pmi", "hybrid_ctr"):  # and what is read off the neighbours
+    if kind in ("hybrid_nl", "hybrid_cat", "hybrid_pmi", *CONTRASTIVE):  # and what is read off the neighbours
         from mlsearch_lib.models.neighbour_labels import FEATURES
 
         settings["neighbour_labels"] = FEATURES

@@ -106,8 +106,8 @@ def test_a_reloaded_model_embeds_only_the_rows_it_scores(monkeypatch):
     np.testing.assert_allclose(legacy.transform(PAIRS[:4], KEYS[:4]), expected, atol=1e-6)
 
 
-def test_the_boosted_model_reads_the_dense_blocks_and_a_cross_fitted_logit(build):  # noqa: F811
-    from mlsearch_lib.models.boosted_pair import DENSE, BoostedContrastivePair
+def test_the_boosted_model_reads_the_dense_blocks_a_cross_fitted_logit_and_out_of_fold_priors(build):  # noqa: F811
+    from mlsearch_lib.models.boosted_pair import DENSE, PRIORS, BoostedContrastivePair
     from mlsearch_lib.models.frozen_e5 import HybridPair
 
     model = BoostedContrastivePair(MODEL, 32, seed=0, inner_folds=3,
@@ -115,25 +115,27 @@ def test_the_boosted_model_reads_the_dense_blocks_and_a_cross_fitted_logit(build
                                    tower={"train_top_layers": 1, "epochs": 1, "batch_size": 16})
     seen: dict[str, np.ndarray] = {}
     fit_trees, fit_regression = model.booster.fit, model.clf.fit
-    model.booster.fit = lambda x, y, **kw: seen.setdefault("trees", x) is None or fit_trees(x, y, **kw)
-    model.clf.fit = lambda x, y, **kw: seen.setdefault("regression", x) is None or fit_regression(x, y, **kw)
+    model.booster.fit = lambda x, y, **kw: fit_trees(seen.setdefault("trees", x), y, **kw)
+    model.clf.fit = lambda x, y, **kw: fit_regression(seen.setdefault("regression", x), y, **kw)
     log = model.fit(PAIRS, LABELS)
     del model.booster.fit, model.clf.fit
     assert log["tree_iterations"] == 30 and model._train_x is None
     hybrid = HybridPair(MODEL, 32, seed=0)
     hybrid.fit(PAIRS, LABELS)
     tail = len(DENSE)
+    regression = seen["regression"][:, -tail:].toarray()
     assert seen["regression"].shape[1] - hybrid._features(PAIRS).shape[1] == tail  # the tail: the dense blocks
     trees = seen["trees"]
-    assert trees.shape == (len(PAIRS), 1 + tail + 2)
-    np.testing.assert_allclose(trees[:, 1:1 + tail], seen["regression"][:, -tail:].toarray())
-    # the trees learnt from held-out logits, not from the regression's own fit to those very rows
+    assert trees.shape == (len(PAIRS), 1 + tail)
+    others = np.ones(tail, bool)
+    others[PRIORS] = False
+    np.testing.assert_allclose(trees[:, 1:][:, others], regression[:, others])
+    # the priors come from inner folds, not from the leave-own-query-out block the regression read
+    assert np.abs(trees[:, 1:][:, PRIORS] - regression[:, PRIORS]).max() > 1e-2
+    # and the logit is held out too, not the regression's own fit to those very rows
     in_sample = model.clf.decision_function(seen["regression"])
     assert np.abs(trees[:, 0] - in_sample).max() > 1e-2 and np.corrcoef(trees[:, 0], in_sample)[0, 1] > 0
     p = model.predict_proba(PAIRS)
     assert p[LABELS == 1].mean() > p[LABELS == 0].mean()
-    unseen = [("[LANG=xx] " + q, "a top level nobody saw," + c) for q, c in PAIRS[:3]]
-    assert np.isnan(model._categories(unseen)).all()
-    assert np.isfinite(model.predict_proba(unseen)).all()
     restored = pickle.loads(pickle.dumps(model))
     np.testing.assert_allclose(restored.predict_proba(PAIRS), p, atol=1e-9)

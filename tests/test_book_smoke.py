@@ -55,8 +55,8 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     refined = pd.read_json(out / "data" / "refine" / "train_QC_refined.txt", lines=True)
     assert len(refined) == 300 and {"category_path", "label", "qr_flag", "qr_reason", "qr_weight"} <= set(refined.columns)
     # 04: reference rows beside the task's models; out-of-fold p(yes) saved for every row. QI's main
-    # model is its own (per_task: hybrid_ctr, no stack), so 04 trains no cross-encoder on it
-    for task, main in (("QC", "encoder"), ("QI", "hybrid_ctr")):
+    # model is its own (per_task: the boosted contrastive model, as cpu's QC; no stack), so 04 trains no cross-encoder on it
+    for task, main in (("QC", "encoder"), ("QI", "hybrid_ctr_gbt")):
         results = pd.read_csv(tables / f"04_results_{task}.csv", index_col=0)
         assert {'all "yes"', "TF-IDF char n-gram + LR", LABELS[main],
                 "TF-IDF + frozen e5 + neighbour labels + LR"} <= set(results.index)
@@ -75,7 +75,7 @@ def test_tiny_book_runs_end_to_end_and_renders(isolated_outputs):
     # QI its own main model alone
     assert {p.name for p in (build / "models" / "QC" / "parts").iterdir()} == {load_profile("tiny").stack_with, "encoder"}
     assert pd.read_csv(build / "oof" / "QC_stacked_all.csv")["p_yes"].between(0, 1).all()
-    assert json.loads((build / "models" / "QI" / "mlsearch_model.json").read_text())["kind"] == "hybrid_ctr"
+    assert json.loads((build / "models" / "QI" / "mlsearch_model.json").read_text())["kind"] == "hybrid_ctr_gbt"
     assert not (build / "oof" / "QI_stacked_all.csv").exists() and not (tables / "04_stacked_QI.csv").exists()
     # 03: generated descriptions cached (a second call generates nothing) and attached as tags
     dg = pd.read_csv(tables / "03_dg_summary.csv", index_col=0)
